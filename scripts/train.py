@@ -1,0 +1,16 @@
+"""Train a model: python scripts/train.py model=resnet data=cifar10 (see conf/train.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from litvision.cli import run_task
+from litvision.train import train
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run_task(train, cfg)
+
+
+if __name__ == "__main__":
+    main()

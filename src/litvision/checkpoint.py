@@ -1,0 +1,42 @@
+"""Reading litvision checkpoints safely (``weights_only``) and checking they fit the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from litvision.errors import CheckpointError
+
+# Keys under which ImageClassifier.hparams keep the resolved model and data configs.
+MODEL_CONFIG_KEY, DATA_CONFIG_KEY = "model_config", "data_config"
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint on the CPU with weights-only unpickling, or raise one :class:`CheckpointError`."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not hparams or MODEL_CONFIG_KEY not in hparams or DATA_CONFIG_KEY not in hparams:
+        raise CheckpointError(f"{path} is not a litvision checkpoint (no model/data config inside)")
+    return checkpoint
+
+
+def check_resumable(checkpoint: dict, path: str | Path, model_config: dict) -> None:
+    """Resuming with another architecture would fail deep in ``load_state_dict``: say so up front."""
+    saved = checkpoint["hyper_parameters"][MODEL_CONFIG_KEY].get("net")
+    if saved != model_config.get("net"):
+        raise CheckpointError(
+            f"{path} holds a different network ({saved.get('_target_')} {_brief(saved)}) than this run's "
+            f"model config ({_brief(model_config.get('net'))}); pass the same model=... options used to train it"
+        )
+
+
+def _brief(net: dict | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (net or {}).items() if k != "_target_")

@@ -1,0 +1,92 @@
+"""ImageClassifier: the one LightningModule that wraps any image-classification ``nn.Module``."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, Sequence
+
+import torch
+from lightning import LightningModule
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+STAGES = ("train", "val", "test")
+
+
+class ImageClassifier(LightningModule):
+    """Cross-entropy training of ``net`` with torchmetrics accuracy per stage.
+
+    ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``) completed here with the
+    parameters and the optimizer. A OneCycleLR partial gets ``total_steps`` from the trainer.
+    Hyperparameters are stored as plain containers only, so checkpoints load with ``weights_only``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable | None = None,
+        num_classes: int = 10,
+        input_shape: Sequence[int] = (1, 28, 28),
+        label_smoothing: float = 0.0,
+        scheduler_interval: str = "epoch",
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.example_input_array = torch.zeros(1, *input_shape)
+        accuracy = partial(MulticlassAccuracy, num_classes=num_classes, average="micro")
+        for stage in STAGES:  # attributes, not a ModuleDict: a "train" key would shadow nn.Module.train
+            setattr(self, f"{stage}_acc", accuracy())
+            setattr(self, f"{stage}_loss", MeanMetric())
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run keeps its best
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        mean_loss, accuracy = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
+        mean_loss(loss.detach())
+        accuracy(logits.detach(), labels)
+        # Metric objects: Lightning reduces them per epoch and syncs them across ranks.
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        loss = self._shared_step(batch, "train")
+        self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        return self(batch[0]).softmax(dim=1)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True, prog_bar=True)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        factory = self.scheduler_factory
+        if getattr(factory, "func", None) is torch.optim.lr_scheduler.OneCycleLR:
+            factory = partial(factory, total_steps=self.trainer.estimated_stepping_batches)
+        scheduler = factory(optimizer=optimizer)
+        interval = "step" if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR) else self.hparams.scheduler_interval
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

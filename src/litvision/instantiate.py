@@ -1,0 +1,35 @@
+"""Hydra instantiation with user-facing errors: a bad option becomes one line, not a traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from litvision.errors import LitvisionError
+
+
+def build(config: DictConfig | dict, what: str, **kwargs: Any) -> Any:
+    """Instantiate ``config``; nested containers arrive as plain lists/dicts (checkpoint-safe)."""
+    try:
+        return instantiate(config, _convert_="all", **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, LitvisionError):
+            raise cause from None
+        detail = f"{type(cause).__name__}: {cause}" if cause is not None else str(err)
+        raise LitvisionError(f"invalid {what} config: {detail.splitlines()[0]}") from None
+
+
+def build_each(group: DictConfig | None, what: str) -> list[Any]:
+    """Instantiate every entry of a group like ``callbacks`` or ``logger`` (entries set to null are off)."""
+    if not group:
+        return []
+    return [build(entry, f"{what}.{name}") for name, entry in group.items() if entry and "_target_" in entry]
+
+
+def plain(config: DictConfig) -> dict:
+    """A resolved plain-dict copy: what checkpoints and hyperparameter logs can hold."""
+    return OmegaConf.to_container(config, resolve=True)
