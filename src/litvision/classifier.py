@@ -11,6 +11,8 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from litvision.errors import LitvisionError
+
 STAGES = ("train", "val", "test")
 
 
@@ -36,6 +38,10 @@ class ImageClassifier(LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        try:  # a throwaway optimizer: bad options fail now, in one line, not after the data has loaded
+            optimizer(params=net.parameters())
+        except (TypeError, ValueError) as err:
+            raise LitvisionError(f"invalid model.optimizer options: {err}") from None
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.example_input_array = torch.zeros(1, *input_shape)
         accuracy = partial(MulticlassAccuracy, num_classes=num_classes, average="micro")
@@ -86,7 +92,9 @@ class ImageClassifier(LightningModule):
             return optimizer
         factory = self.scheduler_factory
         if getattr(factory, "func", None) is torch.optim.lr_scheduler.OneCycleLR:
-            factory = partial(factory, total_steps=self.trainer.estimated_stepping_batches)
+            # torch divides by (pct_start * total_steps - 1): very short runs (debug, tests) need a floor.
+            shortest = int(2 / factory.keywords.get("pct_start", 0.3)) + 1
+            factory = partial(factory, total_steps=max(int(self.trainer.estimated_stepping_batches), shortest))
         scheduler = factory(optimizer=optimizer)
         interval = "step" if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR) else self.hparams.scheduler_interval
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

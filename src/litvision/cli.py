@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Callable
 
@@ -11,8 +10,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from litvision.errors import LitvisionError
-
-log = logging.getLogger("litvision")
 
 
 def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
@@ -24,9 +21,8 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
     try:
         metrics = task(cfg)
     except LitvisionError as err:
-        log.error("%s", err)
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
+            raise  # Hydra records the job as failed
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     metric_name = cfg.get("optimized_metric")

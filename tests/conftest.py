@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny datasets in real formats, composed configs, and script runs as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from datafiles import write_all
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+MNIST_17K = ROOT.parent / "shared" / "data" / "mnist-17k"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+# Quiet, fast settings for runs inside tests: no rich redraws, no model summary table.
+QUIET = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null",
+         "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> Path:
+    """MNIST, Fashion-MNIST and CIFAR-10 in torchvision's layout, a few hundred images each."""
+    return write_all(tmp_path_factory.mktemp("tiny-data"))
+
+
+def compose_train(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
+    """Compose an entry config the way @hydra.main does, with this test's folder as the run dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir)
+        del cfg.hydra
+    return cfg
+
+
+def run_script(script: str, *args: str, cwd: Path = ROOT, check: bool = True,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run scripts/<script> in a fresh interpreter, exactly as a user would from the repository root."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def require_real_data(path: Path, how: str) -> None:
+    """Real-data tests run in CI always: missing data fails there, and is skipped only on a dev machine."""
+    if path.exists():
+        return
+    message = f"{path} is missing ({how})"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -1,0 +1,29 @@
+"""Real data, run in CI: Debian's Fashion-MNIST and the real MNIST subset in ../shared/data/mnist-17k."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import DEBIAN_FASHION_MNIST, MNIST_17K, QUIET, compose_train, require_real_data
+from litvision.train import train
+
+
+@pytest.mark.slow
+def test_default_model_one_epoch_on_fashion_mnist(tmp_path):
+    require_real_data(DEBIAN_FASHION_MNIST, "apt-get install dataset-fashion-mnist")
+    cfg = compose_train(["trainer.max_epochs=1", f"data.data_dir={tmp_path / 'data'}", *QUIET], tmp_path)
+    metrics = train(cfg)
+    assert metrics["test/acc"] >= 0.85, metrics
+
+
+@pytest.mark.slow
+def test_lenet_on_real_mnist_subset(tmp_path):
+    require_real_data(MNIST_17K, "the shared real-MNIST copy beside the checkout")
+    # The training file holds 17,435 of the 60,000 images; 5,000 of them go to validation.
+    cfg = compose_train(["model=lenet", "data=mnist", f"data.search_dirs=[{MNIST_17K}]",
+                         f"data.data_dir={tmp_path / 'data'}", "trainer.max_epochs=12", "data.batch_size=128", *QUIET],
+                        tmp_path)
+    metrics = train(cfg)
+    assert metrics["test/acc"] >= 0.97, metrics

@@ -1,0 +1,155 @@
+"""Training end to end: fast_dev_run per dataset, train -> eval, resume, multirun, bad input."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import QUIET, compose_train, run_script
+from litvision.checkpoint import read_checkpoint
+from litvision.train import train
+
+DATASETS = ["mnist", "fashion_mnist", "cifar10"]
+
+
+def tiny_run_args(data_dir: Path, root: Path, *extra: str) -> list[str]:
+    """Script arguments for a quick run on the tiny files, writing under ``root``."""
+    return [f"paths.root_dir={root}", f"data.data_dir={data_dir}", "data.val_size=100", *QUIET, *extra]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_fast_dev_run_on_each_dataset(dataset, tiny_data_dir, tmp_path):
+    cfg = compose_train([f"data={dataset}", "debug=fdr", f"data.data_dir={tiny_data_dir}", "data.val_size=100",
+                         *QUIET], tmp_path)
+    metrics = train(cfg)
+    assert {"train/loss", "val/acc", "test/acc"} <= metrics.keys()
+    assert all(torch.isfinite(torch.tensor(value)) for value in metrics.values())
+
+
+def test_train_then_eval_gives_the_same_test_accuracy(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    trained = run_script("train.py", *tiny_run_args(tiny_data_dir, tmp_path, "data=mnist", "trainer.max_epochs=2",
+                                                      f"hydra.run.dir={run_dir}", "logger=many"))
+    assert "test/acc" in trained.stdout
+    checkpoints = run_dir / "checkpoints"
+    best = [p for p in checkpoints.glob("epoch_*.ckpt")]
+    assert len(best) == 1 and (checkpoints / "last.ckpt").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*")), "no TensorBoard event file"
+    train_acc = _last_metric(run_dir / "csv" / "metrics.csv", "test/acc")
+    assert train_acc > 0.5, "the tiny dataset is learnable; chance is 0.1"
+
+    # eval.py needs only the checkpoint: model and data come from inside it.
+    evaluated = run_script("eval.py", f"ckpt_path={best[0]}", f"paths.root_dir={tmp_path}", "logger=csv",
+                           f"hydra.run.dir={tmp_path / 'eval'}")
+    eval_acc = _last_metric(tmp_path / "eval" / "csv" / "metrics.csv", "test/acc")
+    assert eval_acc == pytest.approx(train_acc, abs=1e-6)
+    assert "test/acc" in evaluated.stdout
+
+
+def test_checkpoint_holds_plain_configs_and_loads_weights_only(tiny_data_dir, tmp_path):
+    cfg = compose_train(["data=cifar10", "model=resnet", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                         "trainer.limit_val_batches=1", "test=false", "data.batch_size=16", f"data.data_dir={tiny_data_dir}",
+                         "data.val_size=100", *QUIET], tmp_path)
+    train(cfg)
+    checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")  # weights_only=True inside
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["model_config"]["net"]["_target_"] == "litvision.models.resnet.ResNet"
+    assert hparams["data_config"]["class_names"][0] == "airplane"
+    assert type(hparams["model_config"]) is dict and type(hparams["data_config"]["mean"]) is list
+
+
+def test_resume_continues_from_the_saved_epoch(tiny_data_dir, tmp_path):
+    first = tmp_path / "first"
+    run_script("train.py", *tiny_run_args(tiny_data_dir, tmp_path, "trainer.max_epochs=2", "logger=csv",
+                                          f"hydra.run.dir={first}"))
+    last = first / "checkpoints" / "last.ckpt"
+    saved = read_checkpoint(last)
+    assert saved["epoch"] == 1
+    steps_per_epoch = saved["global_step"] // 2
+
+    resumed = tmp_path / "resumed"
+    run_script("train.py", *tiny_run_args(tiny_data_dir, tmp_path, "trainer.max_epochs=3", "logger=csv",
+                                          f"ckpt_path={last}", f"hydra.run.dir={resumed}"))
+    after = read_checkpoint(resumed / "checkpoints" / "last.ckpt")
+    assert after["epoch"] == 2 and after["global_step"] == 3 * steps_per_epoch
+    # Only the third epoch was trained in the resumed run.
+    epochs = {row["epoch"] for row in _rows(resumed / "csv" / "metrics.csv") if row.get("train/loss")}
+    assert epochs == {"2"}
+    # The one-cycle schedule went on from where it was, instead of restarting.
+    scheduler = after["lr_schedulers"][0]
+    assert scheduler["last_epoch"] == 3 * steps_per_epoch
+    assert after["optimizer_states"][0]["state"], "optimizer moments were not saved"
+
+
+def test_resume_with_another_model_is_refused_clearly(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_script("train.py", *tiny_run_args(tiny_data_dir, tmp_path, "trainer.max_epochs=1", "test=false",
+                                          "logger=csv", f"hydra.run.dir={run_dir}"))
+    result = run_script("train.py", *tiny_run_args(tiny_data_dir, tmp_path, "model=mlp",
+                                                   f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"),
+                        check=False)
+    assert result.returncode == 2
+    assert "different network" in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+
+def test_multirun_gives_one_run_dir_per_job_in_one_sweep_dir(tiny_data_dir, tmp_path):
+    run_script("train.py", "-m", "model=mlp,lenet", "data=mnist,fashion_mnist", "trainer.max_epochs=1",
+               *tiny_run_args(tiny_data_dir, tmp_path, "logger=csv"))
+    sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    assert len(sweeps) == 1
+    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    for job in jobs:
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        assert _last_metric(job / "csv" / "metrics.csv", "test/acc") >= 0.0
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["data=cifar10", "data.download=false"], "CIFAR-10 not found"),
+        (["ckpt_path=/no/such/file.ckpt"], "checkpoint not found"),
+        (["model.net.widths=[32,64,128,256,512]"], "small_cnn needs images of at least 32x32"),
+        (["model.optimizer.lr=fast"], "invalid model.optimizer options"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_no_traceback(args, expected, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    data_dir = empty if "data=cifar10" in args else None
+    extra = [f"data.data_dir={data_dir}"] if data_dir else []
+    result = run_script("train.py", f"paths.root_dir={tmp_path}", *QUIET, *extra, *args, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_missing_cifar10_offline_names_the_dataset_places_and_fixes(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_script("train.py", "data=cifar10", f"data.data_dir={empty}", f"paths.root_dir={tmp_path}",
+                        *QUIET, check=False, timeout=300)
+    assert result.returncode == 2
+    assert "CIFAR-10 not found" in result.stderr and str(empty / "cifar-10-batches-py") in result.stderr
+    assert "Fix:" in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert [p.name for p in empty.iterdir()] == [], "a failed download left files behind"
+
+
+def test_unknown_model_lists_the_options(tmp_path):
+    result = run_script("train.py", "model=no_such_net", f"paths.root_dir={tmp_path}", check=False)
+    assert result.returncode != 0
+    assert "Available options" in result.stderr and "small_cnn" in result.stderr
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def _last_metric(path: Path, name: str) -> float:
+    values = [float(row[name]) for row in _rows(path) if row.get(name)]
+    assert values, f"{name} not in {path}"
+    return values[-1]
