@@ -1,0 +1,169 @@
+"""LightningDataModules: each split held once as a uint8 tensor, batches normalized and augmented on device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader, Subset
+from torchvision.transforms import PILToTensor
+
+from litvision.data.augment import augment_batch
+from litvision.data.datasets import DATASETS, ensure_available, load_split
+from litvision.data.loader import EpochSampler, TensorBatchLoader
+from litvision.errors import DataError
+
+
+def _per_channel(values: Sequence[float]) -> torch.Tensor:
+    return torch.tensor(list(values), dtype=torch.float32).view(1, -1, 1, 1)
+
+
+class ImageDataModule(LightningDataModule):
+    """Base for image-classification datasets; subclasses name the dataset and its facts.
+
+    The official test split stays the test split; ``val_size`` examples are carved from the training
+    split with a generator seeded by ``split_seed``, so the split is the same in every run.
+    """
+
+    dataset: str  # key into litvision.data.datasets.DATASETS
+    native_shape: tuple[int, int]  # (channels, side) of the files
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 256,
+        eval_batch_size: int | None = None,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+        num_classes: int = 10,
+        in_channels: int | None = None,
+        image_size: int | None = None,
+        class_names: Sequence[str] = (),
+        mean: Sequence[float] = (0.5,),
+        std: Sequence[float] = (0.5,),
+        augment: dict | None = None,
+        search_dirs: Sequence[str] = (),
+        download: bool = True,
+        loader: str = "tensor",
+        num_workers: int = 0,
+        keep_on_device: bool = True,
+    ):
+        super().__init__()
+        native_channels, native_side = self.native_shape
+        self.in_channels = in_channels or native_channels
+        self.image_size = image_size or native_side
+        if self.in_channels != native_channels:
+            raise DataError(f"{self.dataset} has {native_channels} channel(s); data.in_channels={in_channels}")
+        if batch_size < 1 or val_size < 0:
+            raise DataError(f"data.batch_size must be >= 1 and data.val_size >= 0 (got {batch_size}, {val_size})")
+        if loader not in ("tensor", "dataloader"):
+            raise DataError(f"data.loader must be 'tensor' or 'dataloader', got {loader!r}")
+        if len(class_names) != num_classes or len(mean) != self.in_channels or len(std) != self.in_channels:
+            raise DataError(f"{self.dataset}: num_classes, class_names, mean and std disagree in the data config")
+        self.data_dir = Path(data_dir).expanduser()
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
+        self.num_classes, self.class_names = num_classes, list(class_names)
+        self.augment = dict(augment or {})
+        self.search_dirs, self.download = list(search_dirs), download
+        self.loader, self.num_workers, self.keep_on_device = loader, num_workers, keep_on_device
+        self.mean, self.std = _per_channel(mean), _per_channel(std)
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # -- files ---------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        ensure_available(self.dataset, self.data_dir, self.search_dirs, self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        images, labels = load_split(self.dataset, self.data_dir, train=True)
+        train_idx, val_idx = self.split_indices(len(images))
+        self.splits["train"] = (images[train_idx], labels[train_idx])
+        self.splits["val"] = (images[val_idx], labels[val_idx])
+        self.splits["test"] = load_split(self.dataset, self.data_dir, train=False)
+
+    def split_indices(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, val) indices into the official training split, fixed by ``split_seed``."""
+        if self.val_size >= size:
+            raise DataError(f"data.val_size={self.val_size} leaves no training data ({size} examples)")
+        order = torch.randperm(size, generator=torch.Generator().manual_seed(self.split_seed))
+        return order[self.val_size :], order[: self.val_size]
+
+    # -- loaders -------------------------------------------------------------------------------
+    def _loader(self, split: str, train: bool):
+        batch_size = self.batch_size if train else self.eval_batch_size
+        if self.loader == "dataloader":
+            return self._torch_dataloader(split, train, batch_size)
+        trainer = self.trainer
+        if trainer is not None and self.keep_on_device and trainer.strategy.root_device.type != "cpu":
+            # The whole uint8 split lives on the GPU: batches are gathered there, nothing crosses PCIe.
+            self.splits[split] = tuple(t.to(trainer.strategy.root_device) for t in self.splits[split])
+        images, labels = self.splits[split]
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = EpochSampler(len(images), shuffle=train, seed=self.shuffle_seed, rank=rank, world_size=world)
+        return TensorBatchLoader(images, labels, batch_size, sampler, drop_last=False)
+
+    def _torch_dataloader(self, split: str, train: bool, batch_size: int) -> DataLoader:
+        """The classic per-image path (torchvision Dataset + DataLoader) for data that does not fit in memory.
+
+        Images stay uint8 (PILToTensor) so normalization and augmentation are the same as on the tensor path.
+        """
+        parsed = DATASETS[self.dataset].parser(str(self.data_dir), train=split != "test", transform=PILToTensor())
+        if split != "test":
+            train_idx, val_idx = self.split_indices(len(parsed))
+            parsed = Subset(parsed, (train_idx if split == "train" else val_idx).tolist())
+        return DataLoader(parsed, batch_size=batch_size, shuffle=train, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader("train", train=True)
+
+    def val_dataloader(self):
+        return self._loader("val", train=False)
+
+    def test_dataloader(self):
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self):
+        return self._loader("test", train=False)
+
+    # -- on the device -------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, torch.Tensor):  # the model summary's example_input_array, already float
+            return batch
+        images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.prepare_batch(images, augment=training), labels
+
+    def prepare_batch(self, images: torch.Tensor, augment: bool) -> torch.Tensor:
+        """uint8 batch -> normalized float on the batch's device (+ augmentation for training)."""
+        images = images.float().div_(255.0)
+        if images.shape[-1] != self.image_size:  # optional `image_size` override for nets wanting bigger input
+            images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        images = (images - self.mean.to(images.device)) / self.std.to(images.device)
+        if augment and self.augment:
+            images = augment_batch(images, **self.augment)
+        return images
+
+    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
+        return images * self.std.to(images.device) + self.mean.to(images.device)
+
+
+class MNISTDataModule(ImageDataModule):
+    dataset = "mnist"
+    native_shape = (1, 28)
+
+
+class FashionMNISTDataModule(ImageDataModule):
+    dataset = "fashion_mnist"
+    native_shape = (1, 28)
+
+
+class CIFAR10DataModule(ImageDataModule):
+    dataset = "cifar10"
+    native_shape = (3, 32)

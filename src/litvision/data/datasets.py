@@ -1,0 +1,182 @@
+"""Finding and parsing dataset files.
+
+torchvision's dataset classes parse the files; this module decides where the files come from:
+(a) ``data_dir`` in torchvision's layout, (b) known system copies (gzip files that are decompressed
+into ``data_dir``), (c) torchvision's download, (d) otherwise one clear :class:`DataError`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision import datasets as tv_datasets
+
+from litvision.errors import DataError
+
+
+class CIFAR10Files(tv_datasets.CIFAR10):
+    """torchvision's CIFAR-10 parser that checks the files by structure instead of by md5.
+
+    torchvision refuses any CIFAR-10 batch whose md5 differs from the published one, which rules out
+    re-packed copies and the small files tests write. The pickle parsing stays torchvision's.
+    """
+
+    train_list = [[name, None] for name, _ in tv_datasets.CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in tv_datasets.CIFAR10.test_list]
+    meta = {**tv_datasets.CIFAR10.meta, "md5": None}
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """Where one dataset's files live in torchvision's layout under ``data_dir``."""
+
+    name: str
+    parser: type
+    folder: str  # the folder torchvision reads, relative to data_dir
+    files: tuple[str, ...]  # the files torchvision needs inside that folder
+    gzipped: bool  # system copies hold ``<file>.gz`` (the MNIST family)
+
+    def paths(self, data_dir: Path) -> list[Path]:
+        return [data_dir / self.folder / f for f in self.files]
+
+
+_IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+DATASETS = {
+    "mnist": DatasetFiles("MNIST", tv_datasets.MNIST, "MNIST/raw", _IDX_FILES, gzipped=True),
+    "fashion_mnist": DatasetFiles(
+        "Fashion-MNIST", tv_datasets.FashionMNIST, "FashionMNIST/raw", _IDX_FILES, gzipped=True
+    ),
+    "cifar10": DatasetFiles(
+        "CIFAR-10",
+        CIFAR10Files,
+        "cifar-10-batches-py",
+        tuple(name for name, _ in CIFAR10Files.train_list + CIFAR10Files.test_list) + ("batches.meta",),
+        gzipped=False,
+    ),
+}
+
+
+def ensure_available(dataset: str, data_dir: str | Path, search_dirs=(), download: bool = True) -> None:
+    """Make the dataset's files exist under ``data_dir`` or raise one :class:`DataError`."""
+    spec = DATASETS[dataset]
+    data_dir = Path(data_dir).expanduser()
+    if all(p.is_file() for p in spec.paths(data_dir)):
+        return
+    looked_at = [str(data_dir / spec.folder)]
+    for source in search_dirs or ():
+        source = Path(source).expanduser()
+        looked_at.append(str(source))
+        if spec.gzipped and all((source / f"{f}.gz").is_file() for f in spec.files):
+            _decompress_into(source, spec, data_dir)
+            return
+    download_error = _try_download(spec, data_dir) if download else "download disabled (data.download=false)"
+    if download_error is None:
+        return
+    raise DataError(
+        f"{spec.name} not found. Looked in: {', '.join(looked_at)}; torchvision download failed: "
+        f"{download_error}.\nFix: put the files in torchvision's layout under {data_dir / spec.folder}, "
+        f"or set data.data_dir=<folder that holds them>"
+        + (", or on Debian/Ubuntu: apt-get install dataset-fashion-mnist" if dataset == "fashion_mnist" else "")
+        + ", or run once with internet access."
+    )
+
+
+def _decompress_into(source: Path, spec: DatasetFiles, data_dir: Path) -> None:
+    """Decompress ``source/<file>.gz`` into torchvision's raw folder, atomically per file.
+
+    Debian re-compressed its copies, so torchvision's .gz checksums do not match; the decompressed
+    content is what torchvision reads. A corrupt archive leaves nothing behind.
+    """
+    target_dir = data_dir / spec.folder
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for name in spec.files:
+        target = target_dir / name
+        if target.is_file():
+            continue
+        archive = source / f"{name}.gz"
+        fd, partial = tempfile.mkstemp(dir=target_dir, prefix=f".{name}.", suffix=".partial")
+        try:
+            with gzip.open(archive, "rb") as src, os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst, length=1 << 20)
+            os.replace(partial, target)
+        except (OSError, EOFError, gzip.BadGzipFile) as err:
+            Path(partial).unlink(missing_ok=True)
+            raise DataError(f"{archive} is corrupt or truncated ({err}). Reinstall or replace that file.") from None
+
+
+def _try_download(spec: DatasetFiles, data_dir: Path) -> str | None:
+    """Download through torchvision into a scratch folder, moved in only when complete.
+
+    Returns None on success, else a one-line reason.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".download-") as scratch:
+        try:
+            spec.parser(scratch, train=True, download=True)
+            spec.parser(scratch, train=False, download=True)
+        except Exception as err:  # torchvision raises RuntimeError/URLError/OSError per mirror
+            return str(err).strip().splitlines()[-1][:200] or type(err).__name__
+        for entry in Path(scratch).iterdir():
+            if entry.suffix in {".gz", ".tar"}:  # the downloaded archive; the extracted folder is what counts
+                continue
+            destination = data_dir / entry.name
+            if destination.exists():
+                shutil.copytree(entry, destination, dirs_exist_ok=True)
+            else:
+                shutil.move(str(entry), destination)
+    return None
+
+
+def _find_unreadable(spec: DatasetFiles, data_dir: Path) -> Path | None:
+    """Name the file that broke parsing: IDX files by header-vs-size, CIFAR batches by unpickling."""
+    for path in spec.paths(data_dir):
+        try:
+            if spec.gzipped:
+                header = path.read_bytes()[:4 + 4 * 3]
+                dims = header[3]
+                sizes = np.frombuffer(header[4 : 4 + 4 * dims], dtype=">i4")
+                if path.stat().st_size != 4 + 4 * dims + int(np.prod(sizes)):
+                    return path
+            else:
+                with path.open("rb") as handle:
+                    pickle.load(handle, encoding="latin1")
+        except Exception:
+            return path
+    return None
+
+
+def load_split(dataset: str, data_dir: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Parse one split with torchvision: uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``."""
+    spec = DATASETS[dataset]
+    try:
+        parsed = spec.parser(str(data_dir), train=train, download=False)
+    except Exception as err:
+        bad = _find_unreadable(spec, Path(data_dir))
+        reason = f"{type(err).__name__}: {str(err)[:200]}".rstrip(": ")
+        raise DataError(
+            f"{spec.name}: cannot read {bad or Path(data_dir) / spec.folder} ({reason}). The file is "
+            f"truncated or corrupt: delete it and provide it again."
+        ) from None
+    images = parsed.data
+    if isinstance(images, np.ndarray):  # CIFAR-10 arrives as (N, H, W, C) numpy
+        images = torch.from_numpy(images).permute(0, 3, 1, 2)
+    elif images.ndim == 3:  # MNIST family: (N, H, W)
+        images = images.unsqueeze(1)
+    labels = torch.as_tensor(parsed.targets, dtype=torch.int64)
+    if len(images) != len(labels):
+        raise DataError(f"{spec.name}: {len(images)} images but {len(labels)} labels under {data_dir}")
+    return images.contiguous(), labels

@@ -1,0 +1,47 @@
+"""The fast data path's options and the side-by-side benchmark script (timing targets live in the benchmark)."""
+
+from __future__ import annotations
+
+import torch
+
+from conftest import QUIET, compose_train, run_script
+from litvision.instantiate import build
+from litvision.train import train
+
+
+def test_dataloader_path_yields_the_same_examples_as_the_tensor_path(tiny_data_dir, tmp_path):
+    batches = {}
+    for loader in ("tensor", "dataloader"):
+        cfg = compose_train(["data=cifar10", f"data.loader={loader}", f"data.data_dir={tiny_data_dir}",
+                             "data.val_size=100"], tmp_path)
+        datamodule = build(cfg.data, "data")
+        datamodule.setup("fit")
+        val = list(datamodule.val_dataloader())
+        test = list(datamodule.test_dataloader())
+        batches[loader] = [torch.cat([images for images, _ in split]) for split in (val, test)]
+        assert all(images.dtype == torch.uint8 for images, _ in val)
+    for tensor_split, dataloader_split in zip(batches["tensor"], batches["dataloader"]):
+        assert torch.equal(tensor_split, dataloader_split)
+
+
+def test_training_options_run_end_to_end(tiny_data_dir, tmp_path):
+    cfg = compose_train(["data=mnist", "debug=fdr", f"data.data_dir={tiny_data_dir}", "data.val_size=100",
+                         "data.loader=dataloader", "model.channels_last=true", "data.augment.flip=true",
+                         "data.augment.crop_padding=2", "data.augment.cutout_size=4", *QUIET], tmp_path)
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+def test_benchmark_script_prints_and_saves_the_three_way_table(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "bench"
+    result = run_script("benchmark.py", "model=small_cnn", "data=mnist", f"data.data_dir={tiny_data_dir}",
+                        "data.val_size=100", "data.batch_size=64", "epochs=2", f"paths.root_dir={tmp_path}",
+                        f"hydra.run.dir={run_dir}", *QUIET)
+    table = (run_dir / "benchmark.md").read_text()
+    assert table.strip() in result.stdout
+    for way in ("(a) litvision Trainer.fit", "(b) plain PyTorch loop", "(c) torchvision Dataset + DataLoader"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {way}"))
+        seconds, rate, memory, accuracy = (cell.strip() for cell in row.strip("|").split("|")[1:])
+        assert float(seconds) > 0 and float(rate.replace(",", "")) > 0 and memory.endswith("GiB")
+        assert 0.0 <= float(accuracy) <= 1.0
+    assert "(a)/(b) =" in table and "(c)/(a) =" in table
