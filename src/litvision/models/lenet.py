@@ -25,7 +25,7 @@ class LeNet(nn.Module):
             return [nn.Conv2d(cin, cout, 5, padding=padding), *norm, make_activation(activation), pool_layer(2)]
 
         self.features = nn.Sequential(*conv_block(in_channels, 6, 2), *conv_block(6, 16, 0), nn.Flatten())
-        flat = feature_shape(self.features, in_channels, image_size, "lenet", min_size=8)[0]
+        flat = feature_shape(self.features, in_channels, image_size, "lenet")[0]
 
         def dense(cin: int, cout: int) -> list[nn.Module]:
             norm = [nn.BatchNorm1d(cout)] if batch_norm else []
