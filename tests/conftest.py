@@ -17,7 +17,8 @@ from datafiles import write_all
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
-MNIST_17K = ROOT.parent / "shared" / "data" / "mnist-17k"
+# CI clones the repository with shared/ beside it; LITVISION_MNIST17K points elsewhere.
+MNIST_17K = Path(os.environ.get("LITVISION_MNIST17K", ROOT.parent / "shared" / "data" / "mnist-17k"))
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 # Quiet, fast settings for runs inside tests: no rich redraws, no model summary table.

@@ -45,3 +45,31 @@ def test_benchmark_script_prints_and_saves_the_three_way_table(tiny_data_dir, tm
         assert float(seconds) > 0 and float(rate.replace(",", "")) > 0 and memory.endswith("GiB")
         assert 0.0 <= float(accuracy) <= 1.0
     assert "(a)/(b) =" in table and "(c)/(a) =" in table
+
+
+def test_lightning_sets_the_sampler_epoch_also_when_resuming(tiny_data_dir, tmp_path):
+    from lightning.pytorch.callbacks import Callback
+
+    class RecordEpochs(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 0:
+                self.seen.append((trainer.current_epoch, trainer.train_dataloader.sampler.epoch))
+
+    def fit(max_epochs: int, ckpt_path=None) -> list:
+        cfg = compose_train(["data=mnist", f"data.data_dir={tiny_data_dir}", "data.val_size=100", "logger=csv",
+                             f"trainer.max_epochs={max_epochs}", "test=false", *QUIET], tmp_path / str(max_epochs))
+        datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
+        recorder = RecordEpochs()
+        trainer = build(cfg.trainer, "trainer", callbacks=[recorder], logger=False)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        return recorder.seen, trainer
+
+    seen, trainer = fit(2)
+    assert seen == [(0, 0), (1, 1)]
+    checkpoint = tmp_path / "two_epochs.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    resumed, _ = fit(3, ckpt_path=str(checkpoint))
+    assert resumed == [(2, 2)], "a resumed run must continue the per-epoch data order"

@@ -114,6 +114,8 @@ def test_multirun_gives_one_run_dir_per_job_in_one_sweep_dir(tiny_data_dir, tmp_
         (["ckpt_path=/no/such/file.ckpt"], "checkpoint not found"),
         (["model.net.widths=[32,64,128,256,512]"], "small_cnn needs images of at least 32x32"),
         (["model.optimizer.lr=fast"], "invalid model.optimizer options"),
+        (["model.scheduler.pct_start=2"], "invalid model.scheduler options"),
+        (["data.val_size=-1"], "data.val_size"),
     ],
 )
 def test_bad_input_gives_one_clear_line_and_no_traceback(args, expected, tmp_path):

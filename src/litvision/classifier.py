@@ -40,10 +40,7 @@ class ImageClassifier(LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        try:  # a throwaway optimizer: bad options fail now, in one line, not after the data has loaded
-            optimizer(params=net.parameters())
-        except (TypeError, ValueError) as err:
-            raise LitvisionError(f"invalid model.optimizer options: {err}") from None
+        self._check_options(net, optimizer, scheduler)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.example_input_array = torch.zeros(1, *input_shape)
         accuracy = partial(MulticlassAccuracy, num_classes=num_classes, average="micro")
@@ -55,6 +52,21 @@ class ImageClassifier(LightningModule):
         if channels_last:  # NHWC: faster convolutions with cuDNN/oneDNN, especially in mixed precision
             self.net.to(memory_format=torch.channels_last)
         self._compiled_net = None
+
+    @staticmethod
+    def _check_options(net: nn.Module, optimizer: Callable, scheduler: Callable | None) -> None:
+        """Build a throwaway optimizer and scheduler: bad options fail now, in one line, not after the data loads."""
+        try:
+            throwaway = optimizer(params=net.parameters())
+        except (TypeError, ValueError) as err:
+            raise LitvisionError(f"invalid model.optimizer options: {err}") from None
+        if scheduler is None:
+            return
+        needs_steps = getattr(scheduler, "func", None) is torch.optim.lr_scheduler.OneCycleLR
+        try:
+            scheduler(optimizer=throwaway, **({"total_steps": 100} if needs_steps else {}))
+        except (TypeError, ValueError, KeyError) as err:
+            raise LitvisionError(f"invalid model.scheduler options: {err}") from None
 
     def configure_model(self) -> None:
         if self.hparams.compile and self._compiled_net is None:
