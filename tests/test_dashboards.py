@@ -1,0 +1,201 @@
+"""Dashboards: what a short run leaves in TensorBoard (read by TensorBoard itself) and as PNG files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import matplotlib.colors
+import matplotlib.image
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from conftest import QUIET, compose_train, run_script
+from litvision.callbacks.render import WRONG, image_grid, to_rgb
+from litvision.train import train
+
+SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "lr-AdamW",
+           "time/epoch_s", "time/images_per_s", "val_class_acc/0", "val_class_acc/9", "test_class_acc/0"}
+IMAGES = {"train/samples", "val/predictions", "val/highest_loss", "val/confusion_matrix", "test/confusion_matrix"}
+PNGS = ("curves.png", "confusion_matrix.png")
+
+
+def short_run(data_dir: Path, run_dir: Path, *extra: str) -> dict[str, float]:
+    """Two epochs on the tiny MNIST files (two training batches each): a few seconds."""
+    cfg = compose_train(["data=mnist", f"data.data_dir={data_dir}", "data.val_size=100", "trainer.max_epochs=2",
+                         *QUIET, *extra], run_dir)
+    return train(cfg)
+
+
+@pytest.fixture(scope="module")
+def tensorboard_run(tiny_data_dir, tmp_path_factory) -> Path:
+    """Three epochs; prediction grids every second validation epoch (so epochs 0 and 2, the last)."""
+    run_dir = tmp_path_factory.mktemp("tensorboard-run")
+    short_run(tiny_data_dir, run_dir, "trainer.max_epochs=3", "callbacks.val_predictions.every_n_epochs=2")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def csv_run(tiny_data_dir, tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    run_dir = tmp_path_factory.mktemp("csv-run")
+    return run_dir, short_run(tiny_data_dir, run_dir, "logger=csv")
+
+
+def test_event_files_hold_scalars_images_confusion_matrix_and_hparams(tensorboard_run):
+    events = EventAccumulator(str(tensorboard_run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert SCALARS <= set(tags["scalars"]), SCALARS - set(tags["scalars"])
+    assert IMAGES <= set(tags["images"]), IMAGES - set(tags["images"])
+    assert len(events.Scalars("time/epoch_s")) == 3 and events.Scalars("time/images_per_s")[0].value > 0
+    assert len(events.Images("val/predictions")) == 2 and len(events.Images("val/highest_loss")) == 2
+    assert len(events.Images("val/confusion_matrix")) == 3 and len(events.Images("train/samples")) == 1
+    for tag in IMAGES:
+        image = events.Images(tag)[-1]
+        assert image.encoded_image_string.startswith(b"\x89PNG") and image.width > 300 and image.height > 200
+
+    content = events.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {info.name.tag for info in experiment.metric_infos} == {"val/acc_best", "test/acc"}
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    hparams = start.hparams
+    assert hparams["model/net"].string_value == "SmallCNN"
+    assert hparams["model/optimizer"].string_value == "AdamW"
+    assert hparams["model/optimizer/lr"].number_value == pytest.approx(0.004)
+    assert hparams["data/batch_size"].number_value == 256 and hparams["trainer/max_epochs"].number_value == 3
+    assert "data/class_names" not in hparams and "data/data_dir" not in hparams
+
+
+def test_mistakes_are_framed_in_red():
+    images = np.full((2, 28, 28, 1), 0.5)
+    red = np.array(matplotlib.colors.to_rgb(WRONG)) * 255
+
+    def red_pixels(mistakes):
+        drawn = to_rgb(image_grid(images, ["3", "7\ntrue: 1"], mistakes, columns=2)).astype(float)
+        return int((np.abs(drawn - red).sum(axis=-1) < 30).sum())
+
+    assert red_pixels([False, False]) == 0
+    assert red_pixels([False, True]) > 1000  # the frame; the red caption alone is a few hundred pixels at most
+
+
+def test_tensorboard_serves_the_runs_scalars_and_images(tensorboard_run, tmp_path):
+    with socket.socket() as probe:  # a port the OS says is free right now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    executable = Path(sys.executable).parent / "tensorboard"
+    log = tmp_path / "tensorboard.log"  # a file, not a pipe: an unread pipe that fills up would stall the server
+    with log.open("w") as output:
+        server = subprocess.Popen([str(executable), "--logdir", str(tensorboard_run), "--host", "127.0.0.1",
+                                   "--port", str(port)], stdout=output, stderr=subprocess.STDOUT)
+    try:
+        scalars = _poll_json(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", server, log, timeout=60)
+        images = _poll_json(f"http://127.0.0.1:{port}/data/plugin/images/tags", server, log, timeout=20)
+        assert list(scalars) == ["tensorboard"], scalars.keys()  # the run: the event folder under --logdir
+        assert SCALARS <= set(scalars["tensorboard"])
+        assert IMAGES <= set(images["tensorboard"])
+        # The HParams table: this run's settings with the latest val/acc_best and test/acc filled in.
+        query = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"], "startIndex": 0,
+                 "sliceSize": 10, "colParams": [{"metric": {"tag": "val/acc_best"}}, {"metric": {"tag": "test/acc"}}]}
+        groups = _poll_json(f"http://127.0.0.1:{port}/data/plugin/hparams/session_groups", server, log, timeout=20,
+                            body=query)["sessionGroups"]
+        assert groups[0]["hparams"]["model/net"] == "SmallCNN"
+        values = {metric["name"]["tag"]: metric["value"] for metric in groups[0]["metricValues"]}
+        assert set(values) == {"val/acc_best", "test/acc"} and all(0 <= v <= 1 for v in values.values())
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _poll_json(url: str, server: subprocess.Popen, log: Path, timeout: float, body: dict | None = None) -> dict:
+    """GET (or POST ``body`` to) ``url`` until it answers with a non-empty JSON object: the server takes a
+    moment to listen, and loads event files in the background."""
+    deadline = time.monotonic() + timeout
+    data = json.dumps(body).encode() if body is not None else None
+    while True:
+        if server.poll() is not None:
+            raise AssertionError(f"tensorboard exited ({server.returncode}): {log.read_text()[-2000:]}")
+        try:
+            request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                answer = json.load(response)
+            if answer:
+                return answer
+        except OSError:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no answer from {url} within {timeout} s")
+        time.sleep(0.5)
+
+
+def test_run_dir_gets_curves_and_confusion_matrix_pngs(tensorboard_run):
+    for name in PNGS:
+        image = matplotlib.image.imread(tensorboard_run / name)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200, name
+    assert not list(tensorboard_run.glob(".*.png")), "a temporary PNG was left behind"
+
+
+def test_csv_logger_alone_gets_the_scalars_and_the_pngs(csv_run):
+    run_dir, metrics = csv_run
+    assert not (run_dir / "tensorboard").exists()
+    header = (run_dir / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"time/epoch_s", "time/images_per_s", "val_class_acc/0", "test_class_acc/0", "lr-AdamW"} <= set(header)
+    assert 0.0 <= metrics["val_class_acc/3"] <= 1.0
+    for name in PNGS:
+        assert matplotlib.image.imread(run_dir / name).ndim == 3
+
+
+def test_a_run_with_logging_off_completes_and_writes_the_pngs(tiny_data_dir, tmp_path):
+    metrics = short_run(tiny_data_dir, tmp_path, "~logger", "trainer.max_epochs=1")
+    assert "test/acc" in metrics and "time/epoch_s" in metrics
+    assert not (tmp_path / "tensorboard").exists() and not (tmp_path / "csv").exists()
+    for name in PNGS:
+        assert matplotlib.image.imread(tmp_path / name).ndim == 3
+
+
+def test_ddp_run_logs_each_image_once_from_rank_zero(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    # Two CPU processes (gloo): the confusion matrix sync, the highest-loss gather and the timing
+    # reductions are collectives, so a rank that skipped one would hang the run until the timeout.
+    run_script("train.py", "data=mnist", f"data.data_dir={tiny_data_dir}", "data.val_size=100",
+               "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=2", "++trainer.strategy=ddp",
+               f"paths.root_dir={tmp_path}", f"hydra.run.dir={run_dir}", *QUIET, timeout=300)
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert IMAGES <= set(events.Tags()["images"])
+    assert all(len(events.Images(tag)) == 1 for tag in IMAGES), "an image was written by more than one rank"
+    highest = events.Images("val/highest_loss")[0]
+    assert highest.height > 200
+    for name in PNGS:
+        assert matplotlib.image.imread(run_dir / name).ndim == 3
+
+
+def test_plot_script_draws_every_run_of_a_sweep_folder(tensorboard_run, csv_run, tmp_path):
+    sweep = tmp_path / "sweep"
+    # A sweep's layout: one numbered folder per job, each with the overrides Hydra saved.
+    for job, (source, log, override) in enumerate([(tensorboard_run, "tensorboard", "logger=tensorboard"),
+                                                   (csv_run[0], "csv", "logger=csv")]):
+        shutil.copytree(source / log, sweep / str(job) / log)
+        (sweep / str(job) / ".hydra").mkdir()
+        (sweep / str(job) / ".hydra" / "overrides.yaml").write_text(f"- data=mnist\n- {override}\n")
+    result = run_script("plot.py", str(sweep))
+    assert "2 runs" in result.stdout
+    image = matplotlib.image.imread(sweep / "compare.png")
+    assert image.ndim == 3 and image.shape[1] > 800
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failed = run_script("plot.py", str(empty), check=False)
+    assert failed.returncode == 2 and "error: no TensorBoard event files" in failed.stderr
+    assert "Traceback" not in failed.stderr
