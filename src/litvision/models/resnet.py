@@ -31,7 +31,8 @@ class ResNet(TorchvisionResNet):
         else:
             self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
-        # Stride-2 stages halve the side three times (five with the ImageNet stem); below that the
-        # last stage would see a zero-sized map.
+        # Stride-2 stages halve the side three times (five with the ImageNet stem). Padding keeps
+        # smaller images from failing, but below 8 (32) pixels the last stages see 1x1 maps that are
+        # mostly padding, so those sizes are refused as a choice.
         feature_shape(nn.Sequential(self.conv1, self.maxpool), in_channels, image_size, f"resnet{depth}",
                       min_size=8 if stem == "small" else 32)
