@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from litvision.checkpoint import DATA_CONFIG_KEY, MODEL_CONFIG_KEY, check_resumable, read_checkpoint
 from litvision.instantiate import build, build_each, plain
+from litvision.sweeps.records import write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(_scalars(trainer.callback_metrics))
         log.info("test/acc=%.4f  (best checkpoint: %s)", metrics.get("test/acc", float("nan")), best or "none")
     log.info("run dir: %s", cfg.paths.output_dir)
+    if trainer.is_global_zero:  # <run dir>/metrics.json: what scripts/summarize.py tabulates across a sweep
+        write_metrics(cfg.paths.output_dir, metrics, epochs=trainer.current_epoch)
     return metrics
 
 

@@ -1,0 +1,149 @@
+"""Tables of a sweep's runs: what ``scripts/summarize.py`` prints (markdown) and saves (CSV).
+
+A run is a folder holding ``.hydra/overrides.yaml`` (written by Hydra for every job); its numbers come
+from ``metrics.json`` (written by litvision.train, or by the pruning callback) and its outcome from
+``status.json`` (written by the JobStatusFile Hydra callback). Only stdlib and PyYAML: no torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+from litvision.sweeps.records import (INCOMPLETE, METRICS_FILE, OK, PRUNING_OVERRIDE, STATUS_FILE, read_json)
+
+SEED_KEY = "seed"
+
+
+@dataclass
+class Run:
+    name: str
+    settings: dict[str, str]  # override key -> value, as typed on the command line
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    epochs: int | None = None
+    wall_s: float | None = None
+    error: str = ""
+
+
+def read_runs(sweep_dir: Path) -> list[Run]:
+    """The runs of ``sweep_dir`` (its job folders, or the folder itself for a single run), by job number."""
+    candidates = [sweep_dir, *(path for path in sweep_dir.iterdir() if path.is_dir())]
+    # A job killed early may lack its saved overrides but still have a status (written on resume).
+    markers = (Path(".hydra") / "overrides.yaml", Path(STATUS_FILE), Path(METRICS_FILE))
+    folders = [folder for folder in candidates if any((folder / marker).is_file() for marker in markers)]
+    folders.sort(key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    return [read_run(folder, sweep_dir) for folder in folders]
+
+
+def read_run(folder: Path, sweep_dir: Path) -> Run:
+    saved = folder / ".hydra" / "overrides.yaml"
+    overrides = (yaml.safe_load(saved.read_text()) or []) if saved.is_file() else []
+    settings = dict(_split(o) for o in overrides if not o.startswith(PRUNING_OVERRIDE))
+    record, status = read_json(folder / METRICS_FILE), read_json(folder / STATUS_FILE)
+    state = status.get("status") or (OK if record else INCOMPLETE)  # no status file: written before callbacks
+    return Run(name=str(folder.relative_to(sweep_dir)) if folder != sweep_dir else folder.name, settings=settings,
+               status=state, metrics=record.get("metrics", {}), epochs=record.get("epochs"),
+               wall_s=status.get("wall_s"), error=status.get("error", ""))
+
+
+def _split(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key, value
+
+
+def varying_keys(runs: list[Run]) -> list[str]:
+    """Override keys whose value is not the same in every run, in first-seen order."""
+    keys = list(dict.fromkeys(key for run in runs for key in run.settings))
+    return [key for key in keys if len({run.settings.get(key) for run in runs}) > 1]
+
+
+def shared_settings(runs: list[Run]) -> list[str]:
+    varying = set(varying_keys(runs))
+    return [f"{key}={value}" for key, value in runs[0].settings.items() if key not in varying] if runs else []
+
+
+def sort_runs(runs: list[Run], metric: str, ascending: bool) -> list[Run]:
+    """Best first by ``metric``; runs without it (failed, incomplete) last, in job order."""
+    scored = [run for run in runs if _finite(run.metrics.get(metric))]
+    unscored = [run for run in runs if run not in scored]
+    scored.sort(key=lambda run: run.metrics[metric], reverse=not ascending)
+    return scored + unscored
+
+
+def seed_groups(runs: list[Run], metrics: Iterable[str]) -> list[dict]:
+    """Mean and std of ``metrics`` over the ok runs that differ only in their seed (groups of 2 or more)."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        if run.status == OK and SEED_KEY in run.settings:
+            config = tuple((k, v) for k, v in run.settings.items() if k != SEED_KEY)
+            groups.setdefault(config, []).append(run)
+    rows = []
+    for config, members in groups.items():
+        if len(members) < 2:
+            continue
+        row = {"settings": dict(config), "seeds": [m.settings[SEED_KEY] for m in members]}
+        for metric in metrics:
+            values = [m.metrics[metric] for m in members if _finite(m.metrics.get(metric))]
+            row[metric] = (statistics.mean(values), statistics.stdev(values)) if len(values) > 1 else None
+        rows.append(row)
+    return rows
+
+
+def markdown(runs: list[Run], metrics: list[str], sort_metric: str, ascending: bool) -> str:
+    keys = varying_keys(runs)
+    header = ["run", *keys, *metrics, "epochs", "wall", "status"]
+    lines = [f"{len(runs)} runs, best {sort_metric} first"]
+    shared = shared_settings(runs)
+    if shared:
+        lines.append("shared overrides: " + " ".join(f"`{s}`" for s in shared))
+    lines += ["", _row(header), _row(["---"] * len(header))]
+    for run in sort_runs(runs, sort_metric, ascending):
+        status = run.status if not run.error or run.status == OK else f"{run.status}: {run.error}"
+        cells = [run.name, *(run.settings.get(k, "") for k in keys), *(_number(run.metrics.get(m)) for m in metrics),
+                 "" if run.epochs is None else str(run.epochs), _seconds(run.wall_s), status.replace("|", "/")]
+        lines.append(_row(cells))
+    groups = seed_groups(runs, metrics)
+    if groups:
+        lines += ["", "Mean ± std over seeds:", ""]
+        group_keys = [k for k in keys if k != SEED_KEY]
+        lines += [_row([*group_keys, "seeds", *metrics]), _row(["---"] * (len(group_keys) + 1 + len(metrics)))]
+        for group in groups:
+            stats = [f"{g[0]:.4f} ± {g[1]:.4f}" if g else "" for g in (group[m] for m in metrics)]
+            lines.append(_row([*(group["settings"].get(k, "") for k in group_keys), ",".join(group["seeds"]), *stats]))
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, runs: list[Run], metrics: list[str], sort_metric: str, ascending: bool) -> None:
+    """One row per run, full precision; a spreadsheet or pandas takes it from here."""
+    keys = varying_keys(runs)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", *keys, *metrics, "epochs", "wall_s", "status", "error", "overrides"])
+        for run in sort_runs(runs, sort_metric, ascending):
+            overrides = " ".join(f"{k}={v}" for k, v in run.settings.items())
+            writer.writerow([run.name, *(run.settings.get(k, "") for k in keys),
+                             *(run.metrics.get(m, "") for m in metrics), run.epochs if run.epochs is not None else "",
+                             run.wall_s if run.wall_s is not None else "", run.status, run.error, overrides])
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if _finite(value) else ""
+
+
+def _seconds(value) -> str:
+    return "" if value is None else f"{value:.1f} s"
