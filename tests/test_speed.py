@@ -41,7 +41,8 @@ def test_benchmark_script_prints_and_saves_the_three_way_table(tiny_data_dir, tm
     assert table.strip() in result.stdout
     for way in ("(a) litvision Trainer.fit", "(b) plain PyTorch loop", "(c) torchvision Dataset + DataLoader"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {way}"))
-        seconds, rate, memory, accuracy = (cell.strip() for cell in row.strip("|").split("|")[1:])
+        seconds, rate, memory, accuracy, epochs = (cell.strip() for cell in row.strip("|").split("|")[1:])
+        assert len(epochs.split()) == 2
         assert float(seconds) > 0 and float(rate.replace(",", "")) > 0 and memory.endswith("GiB")
         assert 0.0 <= float(accuracy) <= 1.0
     assert "(a)/(b) =" in table and "(c)/(a) =" in table

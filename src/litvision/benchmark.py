@@ -212,11 +212,13 @@ RUNNERS = {"trainer": run_trainer, "plain": run_plain, "dataloader": run_dataloa
 
 
 def markdown_table(results: dict[str, Result]) -> str:
-    rows = ["| way | s/epoch (median, epochs 2+) | images/s | peak memory | val/acc |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| way | s/epoch (median, epochs 2+) | images/s | peak memory | val/acc | every epoch (s) |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for result in results.values():
         rate = result.train_images / result.seconds_per_epoch
         rows.append(f"| {result.way} | {result.seconds_per_epoch:.2f} | {rate:,.0f} | "
-                    f"{result.peak_memory / 2**30:.2f} GiB | {result.val_acc:.4f} |")
+                    f"{result.peak_memory / 2**30:.2f} GiB | {result.val_acc:.4f} | "
+                    f"{' '.join(f'{t:.2f}' for t in result.epoch_seconds)} |")
     seconds = {name: r.seconds_per_epoch for name, r in results.items()}
     if {"trainer", "plain"} <= seconds.keys():
         rows.append(f"\n(a)/(b) = {seconds['trainer'] / seconds['plain']:.3f} (template overhead over a bare loop)")

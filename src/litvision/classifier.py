@@ -85,8 +85,9 @@ class ImageClassifier(LightningModule):
         logits = self(images)
         loss = self.criterion(logits, labels)
         mean_loss, accuracy = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
-        mean_loss(loss.detach())
-        accuracy(logits.detach(), labels)
+        # update(), not __call__: the per-batch value that __call__ also computes is never used.
+        mean_loss.update(loss.detach())
+        accuracy.update(logits.detach(), labels)
         # Metric objects: Lightning reduces them per epoch and syncs them across ranks.
         self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage != "train")
         self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
