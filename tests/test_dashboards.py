@@ -37,9 +37,11 @@ def short_run(data_dir: Path, run_dir: Path, *extra: str) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def tensorboard_run(tiny_data_dir, tmp_path_factory) -> Path:
-    """Three epochs; prediction grids every second validation epoch (so epochs 0 and 2, the last)."""
+    """Three epochs; prediction grids every second validation epoch (so epochs 0 and 2, the last), the
+    confusion matrix every epoch (the default is every 5th)."""
     run_dir = tmp_path_factory.mktemp("tensorboard-run")
-    short_run(tiny_data_dir, run_dir, "trainer.max_epochs=3", "callbacks.val_predictions.every_n_epochs=2")
+    short_run(tiny_data_dir, run_dir, "trainer.max_epochs=3", "callbacks.val_predictions.every_n_epochs=2",
+              "callbacks.confusion_matrix.every_n_epochs=1")
     return run_dir
 
 
