@@ -145,13 +145,21 @@ class ImageDataModule(LightningDataModule):
         images = images.float().div_(255.0)
         if images.shape[-1] != self.image_size:  # optional `image_size` override for nets wanting bigger input
             images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
-        images = (images - self.mean.to(images.device)) / self.std.to(images.device)
+        mean, std = self._stats_on(images.device)
+        images = (images - mean) / std
         if augment and self.augment:
             images = augment_batch(images, **self.augment)
         return images
 
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
-        return images * self.std.to(images.device) + self.mean.to(images.device)
+        mean, std = self._stats_on(images.device)
+        return images * std + mean
+
+    def _stats_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """mean/std moved to the batches' device once, not copied host-to-device for every batch."""
+        if self.mean.device != device:
+            self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self.mean, self.std
 
 
 class MNISTDataModule(ImageDataModule):
