@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from conftest import QUIET, compose_train, run_script
+from litvision.benchmark import RandomStream
 from litvision.instantiate import build
 from litvision.train import train
 
@@ -26,7 +28,7 @@ def test_dataloader_path_yields_the_same_examples_as_the_tensor_path(tiny_data_d
 
 def test_training_options_run_end_to_end(tiny_data_dir, tmp_path):
     cfg = compose_train(["data=mnist", "debug=fdr", f"data.data_dir={tiny_data_dir}", "data.val_size=100",
-                         "data.loader=dataloader", "model.channels_last=true", "data.augment.flip=true",
+                         "data.loader=dataloader", "model.channels_last=false", "data.augment.flip=true",
                          "data.augment.crop_padding=2", "data.augment.cutout_size=4", *QUIET], tmp_path)
     metrics = train(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0
@@ -39,13 +41,33 @@ def test_benchmark_script_prints_and_saves_the_three_way_table(tiny_data_dir, tm
                         f"hydra.run.dir={run_dir}", *QUIET)
     table = (run_dir / "benchmark.md").read_text()
     assert table.strip() in result.stdout
+    accuracies = {}
     for way in ("(a) litvision Trainer.fit", "(b) plain PyTorch loop", "(c) torchvision Dataset + DataLoader"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {way}"))
         seconds, rate, memory, accuracy, epochs = (cell.strip() for cell in row.strip("|").split("|")[1:])
         assert len(epochs.split()) == 2
         assert float(seconds) > 0 and float(rate.replace(",", "")) > 0 and memory.endswith("GiB")
         assert 0.0 <= float(accuracy) <= 1.0
+        accuracies[way[:3]] = float(accuracy)
     assert "(a)/(b) =" in table and "(c)/(a) =" in table
+    # Same seed, same data order, each way on its own random stream although they take turns:
+    # Trainer.fit and the bare loop over the same tensors train the same net.
+    assert accuracies["(a)"] == pytest.approx(accuracies["(b)"], abs=0.005)
+
+
+def test_random_streams_of_ways_taking_turns_do_not_mix():
+    torch.manual_seed(0)
+    alone = torch.rand(6)
+    torch.manual_seed(0)
+    stream = RandomStream()  # a way built now starts from this state
+    outer_first = torch.rand(2)
+    with stream.active():
+        inner_first = torch.rand(3)
+    outer_second = torch.rand(4)
+    with stream.active():
+        inner_second = torch.rand(3)
+    assert torch.equal(torch.cat([inner_first, inner_second]), alone)
+    assert torch.equal(torch.cat([outer_first, outer_second]), alone)
 
 
 def test_lightning_sets_the_sampler_epoch_also_when_resuming(tiny_data_dir, tmp_path):
@@ -74,3 +96,9 @@ def test_lightning_sets_the_sampler_epoch_also_when_resuming(tiny_data_dir, tmp_
     trainer.save_checkpoint(checkpoint)
     resumed, _ = fit(3, ckpt_path=str(checkpoint))
     assert resumed == [(2, 2)], "a resumed run must continue the per-epoch data order"
+
+
+def test_benchmark_refuses_an_unknown_way_in_one_line(tmp_path):
+    result = run_script("benchmark.py", "ways=[plain,bogus]", f"paths.root_dir={tmp_path}", check=False)
+    assert result.returncode == 2
+    assert "unknown ways ['bogus']" in result.stderr and "Traceback" not in result.stderr + result.stdout

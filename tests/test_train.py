@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning import Callback
 
 from conftest import QUIET, compose_train, run_script
 from litvision.checkpoint import read_checkpoint
+from litvision.instantiate import build
 from litvision.train import train
 
 DATASETS = ["mnist", "fashion_mnist", "cifar10"]
@@ -116,6 +118,7 @@ def test_multirun_gives_one_run_dir_per_job_in_one_sweep_dir(tiny_data_dir, tmp_
         (["model.optimizer.lr=fast"], "invalid model.optimizer options"),
         (["model.scheduler.pct_start=2"], "invalid model.scheduler options"),
         (["data.val_size=-1"], "data.val_size"),
+        (["runtime.malloc_mmap_threshold_mb=64"], "runtime.malloc_mmap_threshold_mb must be in (0, 32]"),
     ],
 )
 def test_bad_input_gives_one_clear_line_and_no_traceback(args, expected, tmp_path):
@@ -155,3 +158,33 @@ def _last_metric(path: Path, name: str) -> float:
     values = [float(row[name]) for row in _rows(path) if row.get(name)]
     assert values, f"{name} not in {path}"
     return values[-1]
+
+
+class _SeenPerEpoch(Callback):
+    """How many examples each stage's accuracy has counted when an epoch starts: 0 if it was reset."""
+
+    def __init__(self):
+        self.at_start: list[tuple[int, int]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        count = lambda metric: int((metric.tp + metric.fn).sum())  # noqa: E731 - micro accuracy's states
+        self.at_start.append((count(pl_module.train_acc), count(pl_module.val_acc)))
+
+
+def test_epoch_metrics_count_each_epoch_once_and_match_a_direct_count(tiny_data_dir, tmp_path):
+    cfg = compose_train(["data=mnist", "model=mlp", "trainer.max_epochs=3", f"data.data_dir={tiny_data_dir}",
+                         "data.val_size=100", "data.batch_size=32", "test=false", "logger=none", *QUIET], tmp_path)
+    datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
+    seen = _SeenPerEpoch()
+    trainer = build(cfg.trainer, "trainer", callbacks=[seen], logger=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule=datamodule)
+    assert seen.at_start == [(0, 0)] * 3, "train/val accuracy carried examples over from an earlier epoch"
+
+    # val/acc of the last epoch is the final net's accuracy on the validation split, counted here directly.
+    images, labels = datamodule.splits["val"]
+    model.eval()
+    with torch.no_grad():
+        predictions = model(datamodule.prepare_batch(images, augment=False)).argmax(1)
+    direct = (predictions == labels).float().mean().item()
+    assert float(trainer.callback_metrics["val/acc"]) == pytest.approx(direct, abs=1e-6)
+    assert 0.0 < float(trainer.callback_metrics["train/loss"]) < 10.0

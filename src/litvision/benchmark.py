@@ -1,22 +1,31 @@
 """Speed side by side: this template's Trainer.fit, a bare PyTorch loop, and the tutorials' DataLoader loop.
 
 All three train the same model (same seed, init, optimizer, batch size, epochs and device); an epoch
-is a training pass plus a validation pass. The table reports the median epoch time over the epochs
-after the first (which pays for warm-up), images/s, the peak memory while that way ran, and the
-final validation accuracy.
+is a training pass plus a validation pass. The ways take turns epoch by epoch: epoch k of (b) and (c)
+runs just before epoch k of (a), inside Trainer.fit but outside (a)'s clock. A slow spell of a shared
+machine (other tenants, a busy neighbour core) then hits every way alike instead of whichever ran at
+the time; run one after another, the same way's epoch time varied by 20-50% between runs on a 2-core
+VM. Each way keeps its own random-number stream, so it trains exactly as it would alone.
+
+The table reports the median epoch time over the epochs after the first (which pays for warm-up),
+images/s, the peak memory while that way ran, and the final validation accuracy.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import statistics
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
@@ -25,6 +34,7 @@ from torchvision import transforms
 
 from litvision.data.datasets import DATASETS
 from litvision.data.loader import EpochSampler, TensorBatchLoader
+from litvision.errors import LitvisionError
 from litvision.instantiate import build, build_each
 
 log = logging.getLogger(__name__)
@@ -46,53 +56,96 @@ class Result:
         return statistics.median(steady)
 
 
-class PeakMemory(contextlib.AbstractContextManager):
-    """Peak GPU memory allocated (CUDA), else the process's peak resident memory sampled every 10 ms."""
+class MemoryMeter:
+    """Peak memory of each way while it runs: GPU memory allocated (CUDA), else the process's resident memory.
+
+    On the CPU a thread samples /proc/self/statm every 10 ms. The ways share one process, so every
+    figure includes the other ways' resident data and models (small next to a training step's working set).
+    """
 
     def __init__(self, device: torch.device):
-        self.device, self.peak, self._stop = device, 0, threading.Event()
+        self.device, self.peaks = device, defaultdict(int)
+        self._current: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample_every_10ms, daemon=True)
 
     def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            self._thread = threading.Thread(target=self._sample, daemon=True)
+        if self.device.type != "cuda":
             self._thread.start()
         return self
 
-    def _sample(self) -> None:
-        page = 4096
-        while not self._stop.is_set():
-            with open("/proc/self/statm") as statm:
-                self.peak = max(self.peak, int(statm.read().split()[1]) * page)
-            self._stop.wait(0.01)
-
     def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self.peak = torch.cuda.max_memory_allocated(self.device)
-        else:
-            self._stop.set()
+        self._stop.set()
+        if self._thread.is_alive():
             self._thread.join()
         return False
 
+    def begin(self, way: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._current = way
 
-class EpochClock(Callback):
-    """Epoch boundaries as Trainer.fit sees them: each epoch's time includes its validation and checkpointing."""
+    def end(self) -> None:
+        way, self._current = self._current, None
+        if way is None:
+            return
+        if self.device.type == "cuda":
+            self.peaks[way] = max(self.peaks[way], torch.cuda.max_memory_allocated(self.device))
+        else:
+            self.peaks[way] = max(self.peaks[way], _resident_bytes())
+
+    @contextlib.contextmanager
+    def measuring(self, way: str):
+        self.begin(way)
+        try:
+            yield
+        finally:
+            self.end()
+
+    def _sample_every_10ms(self) -> None:
+        while not self._stop.wait(0.01):
+            way = self._current
+            if way is not None:
+                self.peaks[way] = max(self.peaks[way], _resident_bytes())
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+class RandomStream:
+    """One way's own random state (torch, CUDA, NumPy, Python), swapped in while that way runs.
+
+    Created right after the way is built from a freshly seeded state, like a run of that way alone.
+    """
 
     def __init__(self):
-        self.starts: list[float] = []
+        self._state = self._capture()
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        _sync(pl_module.device)
-        self.starts.append(time.perf_counter())
+    @staticmethod
+    def _capture():
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        return torch.get_rng_state(), cuda, np.random.get_state(), random.getstate()
 
-    def on_train_end(self, trainer, pl_module):
-        _sync(pl_module.device)
-        self.starts.append(time.perf_counter())
+    @staticmethod
+    def _restore(state) -> None:
+        cpu, cuda, numpy_state, python_state = state
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
 
-    @property
-    def durations(self) -> list[float]:
-        return [b - a for a, b in zip(self.starts, self.starts[1:])]
+    @contextlib.contextmanager
+    def active(self):
+        outer = self._capture()
+        self._restore(self._state)
+        try:
+            yield
+        finally:
+            self._state = self._capture()
+            self._restore(outer)
 
 
 def _sync(device: torch.device) -> None:
@@ -114,16 +167,70 @@ def _autocast(precision: str, device: torch.device):
     return contextlib.nullcontext()
 
 
-def run_trainer(cfg: DictConfig, device: torch.device) -> Result:
+@dataclass
+class LoopWay:
+    """(b) or (c): a hand-written loop that trains and validates one epoch when asked."""
+
+    name: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    train_batches: Iterable
+    val_batches: Iterable
+    prepare: Callable[[torch.Tensor, bool], torch.Tensor]
+    result: Result
+    sampler: EpochSampler | None = None
+    stream: RandomStream = field(default_factory=RandomStream)
+
+    def run_epoch(self, epoch: int, cfg: DictConfig, device: torch.device, meter: MemoryMeter) -> None:
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        with self.stream.active(), meter.measuring(self.name):
+            seconds, self.result.val_acc = _train_and_validate(self.model, self.optimizer, self.train_batches,
+                                                               self.val_batches, self.prepare, cfg, device)
+        self.result.epoch_seconds.append(seconds)
+
+
+class TakeTurns(Callback):
+    """Clocks Trainer.fit's epochs and runs the other ways' epoch k just before (a)'s epoch k starts.
+
+    An (a) epoch runs from this hook to the next one (or to the end of training), so it includes its
+    validation, checkpointing and every callback. Put first in the callback list, so the other
+    callbacks' epoch-start work falls inside (a)'s clock too.
+    """
+
+    def __init__(self, others: list[LoopWay], cfg: DictConfig, device: torch.device, meter: MemoryMeter):
+        self.others, self.cfg, self.device, self.meter = others, cfg, device, meter
+        self.durations: list[float] = []
+        self._start: float | None = None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._stop_clock()
+        for way in self.others:
+            way.run_epoch(trainer.current_epoch, self.cfg, self.device, self.meter)
+        _sync(self.device)
+        self.meter.begin("trainer")
+        self._start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        self._stop_clock()
+
+    def _stop_clock(self) -> None:
+        if self._start is not None:
+            _sync(self.device)
+            self.durations.append(time.perf_counter() - self._start)
+            self.meter.end()
+            self._start = None
+
+
+def run_trainer(cfg: DictConfig, device: torch.device, others: list[LoopWay], meter: MemoryMeter) -> Result:
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
-    clock = EpochClock()
-    callbacks = build_each(cfg.get("callbacks"), "callbacks") + [clock]
+    turns = TakeTurns(others, cfg, device, meter)
+    callbacks = [turns] + build_each(cfg.get("callbacks"), "callbacks")
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=build_each(cfg.get("logger"), "logger") or False)
-    with PeakMemory(device) as memory:
-        trainer.fit(model, datamodule=datamodule)
-    return Result(WAYS["trainer"], clock.durations, len(datamodule.splits["train"][0]),
-                  float(trainer.callback_metrics["val/acc"]), memory.peak)
+    trainer.fit(model, datamodule=datamodule)
+    return Result(WAYS["trainer"], turns.durations, len(datamodule.splits["train"][0]),
+                  float(trainer.callback_metrics["val/acc"]), meter.peaks["trainer"])
 
 
 def _plain_setup(cfg: DictConfig, device: torch.device):
@@ -160,7 +267,7 @@ def _train_and_validate(model, optimizer, train_batches, val_batches, prepare, c
     return time.perf_counter() - start, correct / seen
 
 
-def run_plain(cfg: DictConfig, device: torch.device) -> Result:
+def plain_way(cfg: DictConfig, device: torch.device) -> LoopWay:
     datamodule, model, optimizer = _plain_setup(cfg, device)
     (train_x, train_y), (val_x, val_y) = datamodule.splits["train"], datamodule.splits["val"]
     if device.type == "cuda":
@@ -168,18 +275,11 @@ def run_plain(cfg: DictConfig, device: torch.device) -> Result:
     sampler = EpochSampler(len(train_x), shuffle=True, seed=datamodule.shuffle_seed)
     train_batches = TensorBatchLoader(train_x, train_y, datamodule.batch_size, sampler)
     val_batches = TensorBatchLoader(val_x, val_y, datamodule.eval_batch_size, EpochSampler(len(val_x), False))
-    result = Result(WAYS["plain"], train_images=len(train_x))
-    with PeakMemory(device) as memory:
-        for epoch in range(cfg.epochs):
-            sampler.set_epoch(epoch)
-            seconds, result.val_acc = _train_and_validate(model, optimizer, train_batches, val_batches,
-                                                          datamodule.prepare_batch, cfg, device)
-            result.epoch_seconds.append(seconds)
-    result.peak_memory = memory.peak
-    return result
+    return LoopWay("plain", model, optimizer, train_batches, val_batches, datamodule.prepare_batch,
+                   Result(WAYS["plain"], train_images=len(train_x)), sampler)
 
 
-def run_dataloader(cfg: DictConfig, device: torch.device) -> Result:
+def dataloader_way(cfg: DictConfig, device: torch.device) -> LoopWay:
     """The tutorials' pipeline: a PIL image per example through ToTensor/Normalize (and crop/flip) transforms."""
     datamodule, model, optimizer = _plain_setup(cfg, device)
     mean, std = datamodule.mean.flatten().tolist(), datamodule.std.flatten().tolist()
@@ -198,17 +298,11 @@ def run_dataloader(cfg: DictConfig, device: torch.device) -> Result:
                                num_workers=workers, pin_memory=device.type == "cuda")
     val_batches = DataLoader(Subset(val_set, val_idx.tolist()), batch_size=datamodule.eval_batch_size,
                              num_workers=workers)
-    result = Result(WAYS["dataloader"], train_images=len(train_idx))
-    with PeakMemory(device) as memory:
-        for _ in range(cfg.epochs):
-            seconds, result.val_acc = _train_and_validate(model, optimizer, train_batches, val_batches,
-                                                          lambda images, train: images, cfg, device)
-            result.epoch_seconds.append(seconds)
-    result.peak_memory = memory.peak
-    return result
+    return LoopWay("dataloader", model, optimizer, train_batches, val_batches, lambda images, train: images,
+                   Result(WAYS["dataloader"], train_images=len(train_idx)))
 
 
-RUNNERS = {"trainer": run_trainer, "plain": run_plain, "dataloader": run_dataloader}
+LOOP_WAYS = {"plain": plain_way, "dataloader": dataloader_way}
 
 
 def markdown_table(results: dict[str, Result]) -> str:
@@ -227,16 +321,35 @@ def markdown_table(results: dict[str, Result]) -> str:
     return "\n".join(rows)
 
 
+def run_ways(cfg: DictConfig, device: torch.device) -> dict[str, Result]:
+    """All configured ways, taking turns epoch by epoch; (a), when asked for, drives the turns."""
+    unknown = set(cfg.ways) - WAYS.keys()
+    if unknown:
+        raise LitvisionError(f"unknown ways {sorted(unknown)}; choose from {list(WAYS)}")
+    with MemoryMeter(device) as meter:
+        others = [LOOP_WAYS[name](cfg, device) for name in cfg.ways if name != "trainer"]
+        results = {way.name: way.result for way in others}
+        if "trainer" in cfg.ways:
+            results["trainer"] = run_trainer(cfg, device, others, meter)
+        else:
+            for epoch in range(cfg.epochs):
+                for way in others:
+                    way.run_epoch(epoch, cfg, device, meter)
+    for way in others:
+        way.result.peak_memory = meter.peaks[way.name]
+    return {name: results[name] for name in WAYS if name in results}
+
+
 def benchmark(cfg: DictConfig) -> dict[str, float]:
-    """Run the configured ways one after another; print and save the table; return seconds per epoch."""
+    """Run the configured ways side by side; print and save the table; return seconds per epoch."""
     with open_dict(cfg):
         cfg.trainer.max_epochs = cfg.epochs
     device = _device(cfg)
-    results = {way: RUNNERS[way](cfg, device) for way in cfg.ways}
+    results = run_ways(cfg, device)
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     header = (f"model={cfg.model.net._target_.rsplit('.', 1)[-1]} data={cfg.data._target_.rsplit('.', 1)[-1]} "
               f"batch={cfg.data.batch_size} epochs={cfg.epochs} precision={cfg.trainer.precision} device={machine} "
-              f"torch={torch.__version__}")
+              f"torch={torch.__version__}; the ways take turns epoch by epoch")
     table = f"{header}\n\n{markdown_table(results)}\n"
     print(table)
     out = Path(cfg.paths.output_dir) / "benchmark.md"

@@ -84,19 +84,29 @@ class ImageClassifier(LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.criterion(logits, labels)
-        mean_loss, accuracy = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
-        # update(), not __call__: the per-batch value that __call__ also computes is never used.
-        mean_loss.update(loss.detach())
-        accuracy.update(logits.detach(), labels)
-        # Metric objects: Lightning reduces them per epoch and syncs them across ranks.
-        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage != "train")
-        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        # update(), not __call__: the per-batch value that __call__ also computes is never used. The
+        # metrics are logged once per epoch (_log_epoch_metrics): a self.log call costs about 0.3 ms
+        # of Python, several per step add up to ~5% of a small CPU model's step.
+        getattr(self, f"{stage}_loss").update(loss.detach())
+        getattr(self, f"{stage}_acc").update(logits.detach(), labels)
         return loss
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        # Metric objects: Lightning computes them (synced across ranks) and resets them after the epoch.
+        self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), on_step=False, on_epoch=True,
+                 prog_bar=stage != "train")
+        self.log(f"{stage}/acc", getattr(self, f"{stage}_acc"), on_step=False, on_epoch=True, prog_bar=True)
 
     def training_step(self, batch, batch_idx):
         loss = self._shared_step(batch, "train")
-        self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        if batch_idx % self._loss_display_every == 0:  # the progress bar shows it only when it redraws anyway
+            self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True, logger=False)
         return loss
+
+    @property
+    def _loss_display_every(self) -> int:
+        bar = self._trainer.progress_bar_callback if self._trainer is not None else None
+        return max(int(getattr(bar, "refresh_rate", 1) or 1), 1)
 
     def validation_step(self, batch, batch_idx):
         self._shared_step(batch, "val")
@@ -107,11 +117,18 @@ class ImageClassifier(LightningModule):
     def predict_step(self, batch, batch_idx):
         return self(batch[0]).softmax(dim=1)
 
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+
     def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
         if self.trainer.sanity_checking:
             return
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True, prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

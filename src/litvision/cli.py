@@ -10,6 +10,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from litvision.errors import LitvisionError
+from litvision.runtime import apply_runtime
 
 
 def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
@@ -19,6 +20,7 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
     multirun it is raised so Hydra records that job as failed.
     """
     try:
+        apply_runtime(cfg.get("runtime"))
         metrics = task(cfg)
     except LitvisionError as err:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:

@@ -1,0 +1,59 @@
+"""Process-wide settings (conf/runtime): glibc malloc thresholds."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from litvision.errors import LitvisionError
+from litvision.runtime import tune_glibc_malloc
+
+ON_GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+# Three 8 MB activations allocated, touched and freed per "step", as a CPU training step does.
+STEPS = """
+import ctypes, resource, sys
+from litvision.runtime import tune_glibc_malloc
+if sys.argv[1] == "tuned":
+    assert tune_glibc_malloc(32, 1024)
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+size = 8 * 2**20
+def step():
+    blocks = [libc.malloc(size) for _ in range(3)]
+    for block in blocks:
+        ctypes.memset(block, 1, size)
+    for block in blocks:
+        libc.free(block)
+step(); step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not ON_GLIBC, reason="mallopt thresholds exist only in glibc")
+def test_tuned_malloc_reuses_freed_activations_instead_of_faulting_them_in_again():
+    def page_faults(mode: str) -> int:
+        run = subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True, text=True, check=True)
+        return int(run.stdout)
+
+    pages_per_step = 3 * 8 * 2**20 // 4096
+    assert page_faults("default") >= 5 * pages_per_step  # glibc's defaults give the memory back every step
+    assert page_faults("tuned") < pages_per_step
+
+
+@pytest.mark.parametrize("mmap_mb,trim_mb", [(64, 1024), (0, 1024), (32, -1), (32, 4096)])
+def test_values_glibc_would_refuse_are_one_clear_error(mmap_mb, trim_mb):
+    with pytest.raises(LitvisionError, match="runtime.malloc_"):
+        tune_glibc_malloc(mmap_mb, trim_mb)
+
+
+def test_null_thresholds_leave_malloc_alone():
+    assert tune_glibc_malloc(None, None) is False
