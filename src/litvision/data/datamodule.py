@@ -72,6 +72,7 @@ class ImageDataModule(LightningDataModule):
         self.search_dirs, self.download = list(search_dirs), download
         self.loader, self.num_workers, self.keep_on_device = loader, num_workers, keep_on_device
         self.mean, self.std = _per_channel(mean), _per_channel(std)
+        self._affine: tuple[torch.Tensor, torch.Tensor] | None = None  # prepare_batch's (shift, scale)
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- files ---------------------------------------------------------------------------------
@@ -142,11 +143,11 @@ class ImageDataModule(LightningDataModule):
 
     def prepare_batch(self, images: torch.Tensor, augment: bool) -> torch.Tensor:
         """uint8 batch -> normalized float on the batch's device (+ augmentation for training)."""
-        images = images.float().div_(255.0)
+        images = images.float()
         if images.shape[-1] != self.image_size:  # optional `image_size` override for nets wanting bigger input
             images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
-        mean, std = self._stats_on(images.device)
-        images = (images - mean) / std
+        shift, scale = self._uint8_affine_on(images.device)
+        images = images.sub_(shift).mul_(scale)  # (x/255 - mean)/std in place: one new tensor per batch, not three
         if augment and self.augment:
             images = augment_batch(images, **self.augment)
         return images
@@ -160,6 +161,13 @@ class ImageDataModule(LightningDataModule):
         if self.mean.device != device:
             self.mean, self.std = self.mean.to(device), self.std.to(device)
         return self.mean, self.std
+
+    def _uint8_affine_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(shift, scale) with (x - shift) * scale == (x / 255 - mean) / std, on ``device``."""
+        mean, std = self._stats_on(device)
+        if self._affine is None or self._affine[0].device != device:
+            self._affine = (mean * 255.0, 1.0 / (std * 255.0))
+        return self._affine
 
 
 class MNISTDataModule(ImageDataModule):
