@@ -15,11 +15,14 @@ import matplotlib.colors
 import matplotlib.image
 import numpy as np
 import pytest
+from lightning import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import QUIET, compose_train, run_script
+from litvision.callbacks.progress import RichProgressBar
 from litvision.callbacks.render import WRONG, image_grid, to_rgb
+from litvision.instantiate import build
 from litvision.train import train
 
 SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "lr-AdamW",
@@ -201,3 +204,44 @@ def test_plot_script_draws_every_run_of_a_sweep_folder(tensorboard_run, csv_run,
     failed = run_script("plot.py", str(empty), check=False)
     assert failed.returncode == 2 and "error: no TensorBoard event files" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+class _BarWatch(Callback):
+    """Placed after the bar: per training batch, whether the bar did its per-batch work, and whether
+    the loss it shows is that batch's loss."""
+
+    def __init__(self, bar: RichProgressBar):
+        self.bar, self.worked_at, self.shows_current_loss = bar, [], []
+        self._updates = 0
+        update_metrics = bar._update_metrics
+
+        def counted(*args, **kwargs):
+            self._updates += 1
+            return update_metrics(*args, **kwargs)
+
+        bar._update_metrics = counted
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._updates = 0  # the sanity check's validation updated the bar too
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._updates:
+            self.worked_at.append(batch_idx)
+            shown = float(trainer.progress_bar_metrics["loss"])
+            self.shows_current_loss.append(shown == pytest.approx(float(outputs["loss"])))
+        self._updates = 0
+
+
+def test_rich_bar_redraws_every_refresh_rate_batches_with_that_batch_loss(tiny_data_dir, tmp_path):
+    cfg = compose_train(["data=mnist", f"data.data_dir={tiny_data_dir}", "data.val_size=100", "data.batch_size=8",
+                         "trainer.max_epochs=1", "test=false", "logger=none"], tmp_path)
+    datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
+    bar = RichProgressBar(refresh_rate=10)
+    watch = _BarWatch(bar)
+    trainer = build(cfg.trainer, "trainer", callbacks=[bar, watch], logger=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule=datamodule)
+    batches = trainer.num_training_batches
+    assert batches > 20
+    expected = [i for i in range(batches) if (i + 1) % 10 == 0 or i + 1 == batches]
+    assert watch.worked_at == expected  # not after every batch, as Lightning's own rich bar does
+    assert all(watch.shows_current_loss)
