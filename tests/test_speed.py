@@ -50,6 +50,7 @@ def test_benchmark_script_prints_and_saves_the_three_way_table(tiny_data_dir, tm
         assert 0.0 <= float(train_acc) <= 1.0 and 0.0 <= float(val_acc) <= 1.0
         accuracies[way[:3]] = float(train_acc), float(val_acc)
     assert "(a)/(b) =" in table and "(c)/(a) =" in table
+    assert "(a)/(b) epoch by epoch (epochs 2+" in table  # with 2 epochs: one pair, so median = range
     # Same seed, same data order, each way on its own random stream although they take turns:
     # Trainer.fit and the bare loop over the same tensors train the same net, batch for batch.
     assert accuracies["(a)"] == pytest.approx(accuracies["(b)"], abs=0.005)

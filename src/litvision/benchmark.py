@@ -329,9 +329,18 @@ def markdown_table(results: dict[str, Result]) -> str:
     seconds = {name: r.seconds_per_epoch for name, r in results.items()}
     if {"trainer", "plain"} <= seconds.keys():
         rows.append(f"\n(a)/(b) = {seconds['trainer'] / seconds['plain']:.3f} (template overhead over a bare loop)")
+        pairs = _epoch_ratios(results["trainer"], results["plain"])
+        if pairs:
+            rows.append(f"(a)/(b) epoch by epoch (epochs 2+, each (a) epoch over the (b) epoch run just before it): "
+                        f"median {statistics.median(pairs):.3f}, range {min(pairs):.3f}-{max(pairs):.3f}")
     if {"trainer", "dataloader"} <= seconds.keys():
         rows.append(f"(c)/(a) = {seconds['dataloader'] / seconds['trainer']:.2f} (tutorial pipeline vs template)")
     return "\n".join(rows)
+
+
+def _epoch_ratios(numerator: Result, denominator: Result) -> list[float]:
+    """Per-epoch ratios after the first epoch: a slow spell longer than one pair of epochs cancels out."""
+    return [a / b for a, b in zip(numerator.epoch_seconds[1:], denominator.epoch_seconds[1:]) if b > 0]
 
 
 def run_ways(cfg: DictConfig, device: torch.device) -> dict[str, Result]:
