@@ -21,7 +21,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import QUIET, compose_train, run_script
 from litvision.callbacks.progress import RichProgressBar
-from litvision.callbacks.render import WRONG, image_grid, to_rgb
+from litvision.callbacks.render import WRONG, image_grid
 from litvision.instantiate import build
 from litvision.train import train
 
@@ -84,7 +84,7 @@ def test_mistakes_are_framed_in_red():
     red = np.array(matplotlib.colors.to_rgb(WRONG)) * 255
 
     def red_pixels(mistakes):
-        drawn = to_rgb(image_grid(images, ["3", "7\ntrue: 1"], mistakes, columns=2)).astype(float)
+        drawn = image_grid(images, ["3", "7\ntrue: 1"], mistakes, columns=2).astype(float)
         return int((np.abs(drawn - red).sum(axis=-1) < 30).sum())
 
     assert red_pixels([False, False]) == 0

@@ -1,4 +1,4 @@
-"""Matplotlib figures of the dashboards: captioned image grids, confusion matrices, learning curves.
+"""The dashboards' pictures: captioned image grids (Pillow), confusion matrices and learning curves (matplotlib).
 
 Figures are built with ``matplotlib.figure.Figure`` and drawn by the Agg canvas directly, never
 through pyplot: no GUI backend is picked, no global state changes in the caller's process, and
@@ -7,62 +7,73 @@ nothing has to be closed. Inputs are numpy arrays, so ``scripts/plot.py`` needs 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import matplotlib
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 RIGHT, WRONG = "#1a9850", "#d73027"  # caption colours: green for a right prediction, red for a mistake
-_RGB_WRONG = np.array([0xD7, 0x30, 0x27], dtype=np.float32) / 255
+_RGB_WRONG = np.array([0xD7, 0x30, 0x27], dtype=np.uint8)
+_CAPTION_PX, _TITLE_PX = 11, 13
 
 
 def image_grid(images: np.ndarray, captions: Sequence[str], mistakes: Sequence[bool] | None = None,
-               columns: int = 8, title: str | None = None) -> Figure:
+               columns: int = 8, title: str | None = None) -> np.ndarray:
     """A grid of ``images`` (N, H, W, C) in [0, 1], each captioned; mistakes get a red caption and frame.
 
-    One mosaic array drawn by one ``imshow`` plus one text per caption: a subplot per image costs
-    about ten times as much to draw, and these grids are drawn during training.
+    Returns the grid as an (H, W, 3) uint8 array (what TensorBoard's image summary takes), drawn with
+    Pillow: one mosaic, each image enlarged to about 90 px with nearest-neighbour pixels, and one text
+    draw per caption. These grids are drawn during training; the same grid through matplotlib took
+    about 120 ms on a 2-core CPU, mostly laying out and rendering the captions' glyphs.
     """
     count, height, width = images.shape[:3]
     columns = max(1, min(columns, count))
     rows = max(1, math.ceil(count / columns))
+    scale = max(1, round(90 / max(height, width)))
+    height, width = height * scale, width * scale
     frame = max(2, width // 14)  # the red frame that marks a mistake, with as much white outside it
-    cell_w = width + 4 * frame
-    inch_per_px = 1.2 / cell_w
+    font = _font(_CAPTION_PX)
     lines = max((caption.count("\n") + 1 for caption in captions), default=1)
-    band = math.ceil((0.04 + 0.13 * lines) / inch_per_px)  # caption band above each image: 7 pt lines
-    cell_h = band + height + 3 * frame
-    mosaic = np.ones((rows * cell_h, columns * cell_w, 3), dtype=np.float32)
-    rgb = np.clip(images, 0.0, 1.0)
+    band = lines * (_CAPTION_PX + 2) + 3  # caption lines above each image
+    cell_w, cell_h = width + 4 * frame, band + height + 3 * frame
+    top_band = _TITLE_PX + 8 if title else 0
+    mosaic = np.full((top_band + rows * cell_h, columns * cell_w, 3), 255, dtype=np.uint8)
+    rgb = np.rint(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
     if rgb.shape[-1] == 1:
         rgb = np.repeat(rgb, 3, axis=-1)
+    rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)
     marked = mistakes is not None
     for index in range(count):
         row, col = divmod(index, columns)
-        top, left = row * cell_h + band + frame, col * cell_w + 2 * frame
+        top, left = top_band + row * cell_h + band + frame, col * cell_w + 2 * frame
         if marked and mistakes[index]:
             mosaic[top - frame : top + height + frame, left - frame : left + width + frame] = _RGB_WRONG
         mosaic[top : top + height, left : left + width] = rgb[index]
-    title_in = 0.3 if title else 0.0
-    mosaic_h_in, mosaic_w_in = mosaic.shape[0] * inch_per_px, mosaic.shape[1] * inch_per_px
-    fig = Figure(figsize=(mosaic_w_in, mosaic_h_in + title_in), dpi=100)
-    ax = fig.add_axes((0.0, 0.0, 1.0, mosaic_h_in / (mosaic_h_in + title_in)))
-    ax.imshow(mosaic, interpolation="nearest")
-    ax.set_axis_off()
+    canvas = Image.fromarray(mosaic)
+    draw = ImageDraw.Draw(canvas)
     for index, caption in enumerate(captions[:count]):
         row, col = divmod(index, columns)
         color = (WRONG if mistakes[index] else RIGHT) if marked else "black"
-        ax.text(col * cell_w + cell_w / 2, row * cell_h + band - 0.5, caption, ha="center", va="bottom",
-                fontsize=7, color=color, linespacing=1.1)
+        draw.multiline_text((col * cell_w + cell_w / 2, top_band + row * cell_h + 2), caption, font=font, fill=color,
+                            anchor="ma", align="center", spacing=2)
     if title:
-        fig.suptitle(title, fontsize=9, y=1.0 - 0.05 / (mosaic_h_in + title_in), va="top")
-    return fig
+        draw.text((mosaic.shape[1] / 2, 4), title, font=_font(_TITLE_PX), fill="black", anchor="ma")
+    return np.asarray(canvas)
+
+
+@functools.lru_cache(maxsize=None)
+def _font(pixels: int) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans, the font matplotlib ships (and uses by default), so the grids match the other figures."""
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), pixels)
 
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str) -> Figure:

@@ -54,10 +54,12 @@ def displayable(trainer: Trainer, images: torch.Tensor) -> np.ndarray:
 
 
 def add_figure(writer, tag: str, figure, step: int) -> None:
-    """Log a matplotlib figure as an image, drawn with Agg (``SummaryWriter.add_figure`` goes through pyplot)."""
+    """Log a matplotlib figure (drawn with Agg: ``SummaryWriter.add_figure`` goes through pyplot) or an
+    (H, W, 3) uint8 picture as an image."""
     from litvision.callbacks.render import to_rgb
 
-    writer.add_image(tag, to_rgb(figure), global_step=step, dataformats="HWC")
+    picture = figure if isinstance(figure, np.ndarray) else to_rgb(figure)
+    writer.add_image(tag, picture, global_step=step, dataformats="HWC")
 
 
 class LogitsCapture:
