@@ -27,9 +27,10 @@ def skip_nvml_check_without_nvml() -> bool:
     Lightning sets it on import so that ``torch.cuda.is_available()`` asks NVML instead of initializing
     CUDA (which would spoil CUDA in forked workers). With a CUDA build of torch on a machine without
     the NVIDIA driver, NVML is missing: every check then tries to load it, fails, and falls back to
-    the CUDA runtime query anyway. Adam and AdamW run that check on every ``step()``: 0.13-0.17 ms
-    of a fashion_cnn-sized Adam step's 0.5 ms on a 2-core CPU (about 1% of the training step). Without NVML there is no driver and no GPU,
-    so the answer cannot change, and the fallback the check ends in is the one it now takes at once.
+    the CUDA runtime query anyway. Adam and AdamW run that check on every ``step()``: 0.13-0.17 ms of
+    a fashion_cnn-sized Adam step's 0.3-0.5 ms on a 2-core CPU, about 1% of the training step.
+    Without NVML there is no driver and no GPU, so the answer cannot change, and the fallback the
+    check ends in is the one it now takes at once.
     """
     if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1" or not _torch_has_cuda():
         return False
