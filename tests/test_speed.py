@@ -37,7 +37,7 @@ def test_training_options_run_end_to_end(tiny_data_dir, tmp_path):
 def test_benchmark_script_prints_and_saves_the_three_way_table(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "bench"
     result = run_script("benchmark.py", "model=small_cnn", "data=mnist", f"data.data_dir={tiny_data_dir}",
-                        "data.val_size=100", "data.batch_size=64", "epochs=2", f"paths.root_dir={tmp_path}",
+                        "data.val_size=100", "data.batch_size=32", "epochs=2", "turn_batches=2", f"paths.root_dir={tmp_path}",
                         f"hydra.run.dir={run_dir}", *QUIET)
     table = (run_dir / "benchmark.md").read_text()
     assert table.strip() in result.stdout
@@ -50,7 +50,7 @@ def test_benchmark_script_prints_and_saves_the_three_way_table(tiny_data_dir, tm
         assert 0.0 <= float(train_acc) <= 1.0 and 0.0 <= float(val_acc) <= 1.0
         accuracies[way[:3]] = float(train_acc), float(val_acc)
     assert "(a)/(b) =" in table and "(c)/(a) =" in table
-    assert "(a)/(b) epoch by epoch (epochs 2+" in table  # with 2 epochs: one pair, so median = range
+    assert "(a)/(b) epoch by epoch (epochs 2+" in table
     # Same seed, same data order, each way on its own random stream although they take turns:
     # Trainer.fit and the bare loop over the same tensors train the same net, batch for batch.
     assert accuracies["(a)"] == pytest.approx(accuracies["(b)"], abs=0.005)
@@ -99,7 +99,9 @@ def test_lightning_sets_the_sampler_epoch_also_when_resuming(tiny_data_dir, tmp_
     assert resumed == [(2, 2)], "a resumed run must continue the per-epoch data order"
 
 
-def test_benchmark_refuses_an_unknown_way_in_one_line(tmp_path):
-    result = run_script("benchmark.py", "ways=[plain,bogus]", f"paths.root_dir={tmp_path}", check=False)
+@pytest.mark.parametrize("override,expected", [("ways=[plain,bogus]", "unknown ways ['bogus']"),
+                                               ("turn_batches=0", "turn_batches must be a whole number >= 1")])
+def test_benchmark_refuses_bad_options_in_one_line(override, expected, tmp_path):
+    result = run_script("benchmark.py", override, f"paths.root_dir={tmp_path}", check=False)
     assert result.returncode == 2
-    assert "unknown ways ['bogus']" in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert expected in result.stderr and "Traceback" not in result.stderr + result.stdout
