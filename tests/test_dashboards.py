@@ -21,7 +21,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import QUIET, compose_train, run_script
 from litvision.callbacks.progress import RichProgressBar
-from litvision.callbacks.render import WRONG, image_grid
+from litvision.callbacks.render import WRONG, confusion_figure, image_grid
 from litvision.instantiate import build
 from litvision.train import train
 
@@ -89,6 +89,20 @@ def test_mistakes_are_framed_in_red():
 
     assert red_pixels([False, False]) == 0
     assert red_pixels([False, True]) > 1000  # the frame; the red caption alone is a few hundred pixels at most
+
+
+def test_confusion_matrix_colours_are_shares_of_each_true_class():
+    # A common class (100 examples) and a rare one (10), both 90% right: their cells get the same colours.
+    picture = confusion_figure(np.array([[90, 10], [1, 9]]), ["common", "rare"], "two classes")
+    assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+
+    def pixels_of(share: float) -> int:
+        colour = np.array(matplotlib.colormaps["Blues"](share)[:3]) * 255
+        return int((np.abs(picture.astype(float) - colour).sum(axis=-1) < 3).sum())
+
+    cell = 40 * 40  # pixels per cell; the count written in it covers a few dozen
+    assert 1.8 * cell < pixels_of(0.9) <= 2 * cell  # both diagonal cells
+    assert 1.8 * cell < pixels_of(0.1) <= 2 * cell  # both mistakes cells, 10 of 100 and 1 of 10
 
 
 def test_tensorboard_serves_the_runs_scalars_and_images(tensorboard_run, tmp_path):
