@@ -251,7 +251,9 @@ class TakeTurns(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx and batch_idx % self.turn_batches == 0:
             self._stop_clock()
-            for way in self.others:
+            # Every other turn in reverse order, so that neither (a) nor (b) always runs right after (c).
+            turn = batch_idx // self.turn_batches
+            for way in self.others if turn % 2 else self.others[::-1]:
                 way.train(self.cfg, self.device, self.meter, self.turn_batches)
             self._run_clock()
 
