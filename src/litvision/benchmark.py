@@ -10,7 +10,8 @@ taking turns a whole epoch at a time still left (a)/(b) between 1.05 and 1.19 in
 Each way keeps its own random-number stream, so it trains exactly as it would alone.
 
 The table reports the median epoch time over the epochs after the first (which pays for warm-up),
-images/s, the peak memory while that way ran, and the final validation accuracy.
+images/s, the peak memory while that way ran, and the final training and validation accuracy; then
+(a)/(b) both from those medians and epoch by epoch.
 """
 
 from __future__ import annotations
@@ -206,8 +207,9 @@ class LoopWay:
             start = time.perf_counter()
             if epoch["batches"] is None:  # the first turn pays for the epoch's permutation, as Trainer.fit's does
                 epoch["batches"] = iter(self.train_batches)
-            trained = _train_steps(self.model, self.optimizer, epoch["scaler"], itertools.islice(epoch["batches"], batches),
-                                   self.prepare, epoch["right"], cfg, device)
+            turn = itertools.islice(epoch["batches"], batches)
+            trained = _train_steps(self.model, self.optimizer, epoch["scaler"], turn, self.prepare, epoch["right"],
+                                   cfg, device)
             _sync(device)
             epoch["seconds"] += time.perf_counter() - start
         epoch["trained"] += trained
@@ -395,7 +397,7 @@ def _epoch_ratios(numerator: Result, denominator: Result) -> list[float]:
 
 
 def run_ways(cfg: DictConfig, device: torch.device) -> dict[str, Result]:
-    """All configured ways, taking turns epoch by epoch; (a), when asked for, drives the turns."""
+    """All configured ways, taking turns every ``turn_batches`` batches; (a), when asked for, drives the turns."""
     unknown = set(cfg.ways) - WAYS.keys()
     if unknown:
         raise LitvisionError(f"unknown ways {sorted(unknown)}; choose from {list(WAYS)}")
