@@ -21,7 +21,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import QUIET, compose_train, run_script
 from litvision.callbacks.progress import RichProgressBar
-from litvision.callbacks.render import WRONG, confusion_figure, image_grid
+from litvision.callbacks.render import WRONG, confusion_picture, image_grid
 from litvision.instantiate import build
 from litvision.train import train
 
@@ -93,7 +93,7 @@ def test_mistakes_are_framed_in_red():
 
 def test_confusion_matrix_colours_are_shares_of_each_true_class():
     # A common class (100 examples) and a rare one (10), both 90% right: their cells get the same colours.
-    picture = confusion_figure(np.array([[90, 10], [1, 9]]), ["common", "rare"], "two classes")
+    picture = confusion_picture(np.array([[90, 10], [1, 9]]), ["common", "rare"], "two classes")
     assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
 
     def pixels_of(share: float) -> int:

@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from litvision.callbacks.progress import redraws_after
 from litvision.errors import LitvisionError
 
 STAGES = ("train", "val", "test")
@@ -109,13 +110,7 @@ class ImageClassifier(LightningModule):
     def _bar_redraws_at(self, batch_idx: int) -> bool:
         """The batches after which the progress bar redraws, so the logged loss is the one shown."""
         bar = self._trainer.progress_bar_callback if self._trainer is not None else None
-        if bar is None or not bar.is_enabled:
-            return False
-        if hasattr(bar, "redraws_at"):  # litvision's rich bar
-            return bar.redraws_at(batch_idx)
-        # Lightning's TQDM bar redraws when (batch_idx + 1) is a multiple of its rate, and after the last batch.
-        done = batch_idx + 1
-        return done % max(int(getattr(bar, "refresh_rate", 1) or 1), 1) == 0 or done == bar.total_train_batches
+        return bar is not None and redraws_after(bar, batch_idx)
 
     def validation_step(self, batch, batch_idx):
         self._shared_step(batch, "val")

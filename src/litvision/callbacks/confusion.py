@@ -9,8 +9,8 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from litvision.callbacks.render import confusion_figure, save_png
-from litvision.callbacks.support import LogitsCapture, add_figure, class_names, output_dir, tensorboard_writer
+from litvision.callbacks.render import confusion_picture, save_png
+from litvision.callbacks.support import LogitsCapture, add_picture, class_names, output_dir, tensorboard_writer
 
 
 class ConfusionMatrix(Callback):
@@ -108,11 +108,11 @@ class ConfusionMatrix(Callback):
         self._latest = (matrix, f"{title} (accuracy {accuracy:.2%})", names)
         writer = tensorboard_writer(trainer)
         if draw and writer is not None:
-            add_figure(writer, f"{stage}/confusion_matrix", confusion_figure(matrix, names, self._latest[1]),
+            add_picture(writer, f"{stage}/confusion_matrix", confusion_picture(matrix, names, self._latest[1]),
                        trainer.global_step)
 
     @rank_zero_only
     def _write_png(self, trainer: Trainer) -> None:
         if self._latest is not None:
             matrix, title, names = self._latest
-            save_png(confusion_figure(matrix, names, title), output_dir(self.dirpath, trainer) / self.filename)
+            save_png(confusion_picture(matrix, names, title), output_dir(self.dirpath, trainer) / self.filename)

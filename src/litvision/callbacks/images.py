@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lightning import Callback, LightningModule, Trainer
 
 from litvision.callbacks.render import image_grid
-from litvision.callbacks.support import (LogitsCapture, add_figure, announce_off, class_names, displayable,
+from litvision.callbacks.support import (LogitsCapture, add_picture, announce_off, class_names, displayable,
                                          has_tensorboard, tensorboard_writer)
 
 
@@ -42,7 +42,7 @@ class TrainSamples(Callback):
         captions = [names[int(label)] for label in labels]
         figure = image_grid(displayable(trainer, images), captions, columns=self.columns,
                             title=f"training samples after augmentation (epoch {trainer.current_epoch})")
-        add_figure(writer, "train/samples", figure, trainer.global_step)
+        add_picture(writer, "train/samples", figure, trainer.global_step)
 
 
 class ValPredictions(Callback):
@@ -128,7 +128,7 @@ class ValPredictions(Callback):
         accuracy = sum(right) / len(right)
         figure = image_grid(displayable(trainer, first["images"]), captions, [not ok for ok in right], self.columns,
                             title=f"validation predictions, epoch {epoch} ({accuracy:.0%} of these right)")
-        add_figure(writer, "val/predictions", figure, step)
+        add_picture(writer, "val/predictions", figure, step)
         if highest is not None:
             valid = highest["loss"] > float("-inf")
             highest = {name: value[valid] for name, value in highest.items()}
@@ -137,7 +137,7 @@ class ValPredictions(Callback):
             figure = image_grid(displayable(trainer, highest["images"]), captions,
                                 (highest["preds"] != highest["labels"]).tolist(), self.columns,
                                 title=f"highest-loss validation examples, epoch {epoch}")
-            add_figure(writer, "val/highest_loss", figure, step)
+            add_picture(writer, "val/highest_loss", figure, step)
         self._first = self._highest = None
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

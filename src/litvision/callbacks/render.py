@@ -78,7 +78,7 @@ def _font(pixels: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), pixels)
 
 
-def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str) -> np.ndarray:
+def confusion_picture(matrix: np.ndarray, class_names: Sequence[str], title: str) -> np.ndarray:
     """Counts with true classes as rows, as an (H, W, 3) uint8 picture drawn with Pillow.
 
     Colours are row-normalized (matplotlib's "Blues"), so rare classes read as well as common ones;
@@ -167,13 +167,6 @@ def curves_figure(runs: Mapping[str, Mapping[str, Curve]], title: str | None = N
     fig.subplots_adjust(left=0.06, right=0.99, wspace=0.18, top=1 - 0.45 / height,
                         bottom=(0.55 + 0.18 * legend_rows + (0.1 if legend_rows else 0)) / height)
     return fig
-
-
-def to_rgb(fig: Figure) -> np.ndarray:
-    """The figure drawn by Agg as a (H, W, 3) uint8 array, what TensorBoard's image summary takes."""
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def save_png(picture: Figure | np.ndarray, path: str | Path) -> Path:

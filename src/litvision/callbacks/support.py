@@ -53,12 +53,8 @@ def displayable(trainer: Trainer, images: torch.Tensor) -> np.ndarray:
     return images.clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def add_figure(writer, tag: str, figure, step: int) -> None:
-    """Log a matplotlib figure (drawn with Agg: ``SummaryWriter.add_figure`` goes through pyplot) or an
-    (H, W, 3) uint8 picture as an image."""
-    from litvision.callbacks.render import to_rgb
-
-    picture = figure if isinstance(figure, np.ndarray) else to_rgb(figure)
+def add_picture(writer, tag: str, picture: np.ndarray, step: int) -> None:
+    """Log an (H, W, 3) uint8 picture (litvision.callbacks.render) as a TensorBoard image."""
     writer.add_image(tag, picture, global_step=step, dataformats="HWC")
 
 

@@ -143,7 +143,7 @@ class ImageDataModule(LightningDataModule):
 
     def prepare_batch(self, images: torch.Tensor, augment: bool) -> torch.Tensor:
         """uint8 batch -> normalized float on the batch's device (+ augmentation for training)."""
-        images = images.float()
+        images = images.to(torch.float32, copy=True)  # a new tensor even for float input: changed in place below
         if images.shape[-1] != self.image_size:  # optional `image_size` override for nets wanting bigger input
             images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
         shift, scale = self._uint8_affine_on(images.device)
