@@ -13,6 +13,7 @@ from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataM
 from litvision.data.augment import augment_batch, cutout, random_crop, random_flip
 from litvision.data.datasets import ensure_available
 from litvision.data.loader import EpochSampler, TensorBatchLoader
+from litvision.data.synthetic import is_synthetic, write_synthetic
 from litvision.errors import DataError
 
 MNIST_FACTS = dict(num_classes=10, class_names=[str(i) for i in range(10)], mean=[0.13], std=[0.31])
@@ -159,3 +160,29 @@ def test_bad_data_options_are_reported(tmp_path):
     write_idx_dataset(tmp_path / "MNIST" / "raw", train=50)
     with pytest.raises(DataError, match="val_size"):
         mnist(tmp_path).setup("fit")
+
+
+@pytest.mark.parametrize("dataset,module,facts,shape", [("mnist", MNISTDataModule, MNIST_FACTS, (1, 28, 28)),
+                                                        ("cifar10", CIFAR10DataModule, CIFAR_FACTS, (3, 32, 32))])
+def test_synthetic_files_parse_like_the_real_ones_and_say_so(dataset, module, facts, shape, tmp_path, caplog):
+    folder = write_synthetic(dataset, tmp_path, train=233, test=17)
+    assert is_synthetic(dataset, tmp_path) and (folder / "SYNTHETIC.txt").is_file()
+    datamodule = module(data_dir=str(tmp_path), val_size=33, download=False, **facts)
+    with caplog.at_level("WARNING", logger="litvision.data.datamodule"):
+        datamodule.setup("fit")
+    assert datamodule.synthetic and "synthetic" in caplog.text
+    (train_x, train_y), (test_x, _) = datamodule.splits["train"], datamodule.splits["test"]
+    assert train_x.shape == (200, *shape) and train_x.dtype == torch.uint8 and len(test_x) == 17
+    assert set(train_y.tolist()) <= set(range(10)) and len(set(train_y.tolist())) > 5
+    # Written once: a second call refuses instead of overwriting whatever is there now.
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    with pytest.raises(DataError, match="exists"):
+        write_synthetic(dataset, tmp_path, train=50, test=5)
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+
+
+def test_files_without_the_marker_are_not_called_synthetic(tmp_path):
+    write_cifar10(tmp_path, per_batch=20, test=10)
+    datamodule = CIFAR10DataModule(data_dir=str(tmp_path), val_size=10, download=False, **CIFAR_FACTS)
+    datamodule.setup("fit")
+    assert not datamodule.synthetic and not is_synthetic("cifar10", tmp_path)

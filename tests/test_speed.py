@@ -34,13 +34,17 @@ def test_training_options_run_end_to_end(tiny_data_dir, tmp_path):
     assert 0.0 <= metrics["test/acc"] <= 1.0
 
 
-def test_benchmark_script_prints_and_saves_the_three_way_table(tiny_data_dir, tmp_path):
-    run_dir = tmp_path / "bench"
-    result = run_script("benchmark.py", "model=small_cnn", "data=mnist", f"data.data_dir={tiny_data_dir}",
+def test_benchmark_script_prints_and_saves_the_three_way_table(tmp_path):
+    # On synthetic CIFAR-10 from its script, as a session without the real files times it (with crop and flip).
+    data_dir, run_dir = tmp_path / "synthetic", tmp_path / "bench"
+    written = run_script("synthetic_data.py", "cifar10", str(data_dir), "--train", "400", "--test", "50")
+    assert f"data.data_dir={data_dir}" in written.stdout
+    result = run_script("benchmark.py", "model=small_cnn", "data=cifar10", f"data.data_dir={data_dir}",
                         "data.val_size=100", "data.batch_size=32", "epochs=2", "turn_batches=2", f"paths.root_dir={tmp_path}",
                         f"hydra.run.dir={run_dir}", *QUIET)
     table = (run_dir / "benchmark.md").read_text()
     assert table.strip() in result.stdout
+    assert "SYNTHETIC" in table.splitlines()[0] and "take turns every 2 training batches" in table.splitlines()[0]
     accuracies = {}
     for way in ("(a) litvision Trainer.fit", "(b) plain PyTorch loop", "(c) torchvision Dataset + DataLoader"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {way}"))
@@ -52,7 +56,8 @@ def test_benchmark_script_prints_and_saves_the_three_way_table(tiny_data_dir, tm
     assert "(a)/(b) =" in table and "(c)/(a) =" in table
     assert "(a)/(b) epoch by epoch (epochs 2+" in table
     # Same seed, same data order, each way on its own random stream although they take turns:
-    # Trainer.fit and the bare loop over the same tensors train the same net, batch for batch.
+    # Trainer.fit and the bare loop over the same tensors train the same net, batch for batch, with
+    # the same random crops and flips.
     assert accuracies["(a)"] == pytest.approx(accuracies["(b)"], abs=0.005)
 
 
@@ -105,3 +110,11 @@ def test_benchmark_refuses_bad_options_in_one_line(override, expected, tmp_path)
     result = run_script("benchmark.py", override, f"paths.root_dir={tmp_path}", check=False)
     assert result.returncode == 2
     assert expected in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+
+def test_synthetic_data_script_refuses_to_overwrite_in_one_line(tmp_path):
+    run_script("synthetic_data.py", "mnist", str(tmp_path), "--train", "20", "--test", "5")
+    kept = (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes()
+    result = run_script("synthetic_data.py", "mnist", str(tmp_path), "--train", "30", "--test", "6", check=False)
+    assert result.returncode == 2 and "exists" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes() == kept

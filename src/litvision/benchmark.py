@@ -33,11 +33,13 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 from litvision.data.datasets import DATASETS
+from litvision.data.synthetic import is_synthetic
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.errors import LitvisionError
 from litvision.instantiate import build, build_each
@@ -425,9 +427,12 @@ def benchmark(cfg: DictConfig) -> dict[str, float]:
     device = _device(cfg)
     results = run_ways(cfg, device)
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    header = (f"model={cfg.model.net._target_.rsplit('.', 1)[-1]} data={cfg.data._target_.rsplit('.', 1)[-1]} "
+    data = cfg.data._target_.rsplit('.', 1)[-1]
+    if is_synthetic(get_class(cfg.data._target_).dataset, cfg.data.data_dir):
+        data += " (SYNTHETIC files from scripts/synthetic_data.py: the real dataset's shape, not its images)"
+    header = (f"model={cfg.model.net._target_.rsplit('.', 1)[-1]} data={data} "
               f"batch={cfg.data.batch_size} epochs={cfg.epochs} precision={cfg.trainer.precision} device={machine} "
-              f"torch={torch.__version__}; the ways take turns epoch by epoch")
+              f"torch={torch.__version__}; the ways take turns every {cfg.turn_batches} training batches")
     table = f"{header}\n\n{markdown_table(results)}\n"
     print(table)
     out = Path(cfg.paths.output_dir) / "benchmark.md"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -14,7 +15,10 @@ from torchvision.transforms import PILToTensor
 from litvision.data.augment import augment_batch
 from litvision.data.datasets import DATASETS, ensure_available, load_split
 from litvision.data.loader import EpochSampler, TensorBatchLoader
+from litvision.data.synthetic import is_synthetic
 from litvision.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def _per_channel(values: Sequence[float]) -> torch.Tensor:
@@ -74,6 +78,7 @@ class ImageDataModule(LightningDataModule):
         self.mean, self.std = _per_channel(mean), _per_channel(std)
         self._affine: tuple[torch.Tensor, torch.Tensor] | None = None  # prepare_batch's (shift, scale)
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.synthetic = False  # set by setup(): the files were written by scripts/synthetic_data.py
 
     # -- files ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -82,6 +87,10 @@ class ImageDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        self.synthetic = is_synthetic(self.dataset, self.data_dir)
+        if self.synthetic:
+            log.warning("%s holds synthetic %s files (scripts/synthetic_data.py): fine for timing, "
+                        "but accuracy on them says nothing about the real dataset", self.data_dir, self.dataset)
         images, labels = load_split(self.dataset, self.data_dir, train=True)
         train_idx, val_idx = self.split_indices(len(images))
         self.splits["train"] = (images[train_idx], labels[train_idx])
