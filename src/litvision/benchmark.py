@@ -32,15 +32,15 @@ from typing import Callable, Iterable
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from hydra.utils import get_class
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 from litvision.data.datasets import DATASETS
-from litvision.data.synthetic import is_synthetic
 from litvision.data.loader import EpochSampler, TensorBatchLoader
+from litvision.data.synthetic import is_synthetic
 from litvision.errors import LitvisionError
 from litvision.instantiate import build, build_each
 
