@@ -428,7 +428,8 @@ def benchmark(cfg: DictConfig) -> dict[str, float]:
     results = run_ways(cfg, device)
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     data = cfg.data._target_.rsplit('.', 1)[-1]
-    if is_synthetic(get_class(cfg.data._target_).dataset, cfg.data.data_dir):
+    dataset = getattr(get_class(cfg.data._target_), "dataset", None)  # None for a data module of one's own
+    if dataset in DATASETS and is_synthetic(dataset, cfg.data.data_dir):
         data += " (SYNTHETIC files from scripts/synthetic_data.py: the real dataset's shape, not its images)"
     header = (f"model={cfg.model.net._target_.rsplit('.', 1)[-1]} data={data} "
               f"batch={cfg.data.batch_size} epochs={cfg.epochs} precision={cfg.trainer.precision} device={machine} "
