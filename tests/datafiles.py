@@ -1,16 +1,13 @@
-"""Small datasets in the exact on-disk formats torchvision parses, for the tests.
+"""The tests' shared data folder: tiny MNIST, Fashion-MNIST and CIFAR-10 from litvision.data.synthetic's writers.
 
-The writers live in :mod:`litvision.data.synthetic` (scripts/synthetic_data.py uses them too); the
-files carry no SYNTHETIC.txt marker here, so the tests read them as any user's files.
+Written without the SYNTHETIC.txt marker, so the tests read them as any user's files.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from litvision.data.synthetic import IDX_NAMES, write_cifar10, write_idx_dataset
-
-__all__ = ["IDX_NAMES", "write_all", "write_cifar10", "write_idx_dataset"]
+from litvision.data.synthetic import write_cifar10, write_idx_dataset
 
 
 def write_all(data_dir: Path) -> Path:

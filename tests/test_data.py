@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from datafiles import IDX_NAMES, write_cifar10, write_idx_dataset
 from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from litvision.data.augment import augment_batch, cutout, random_crop, random_flip
 from litvision.data.datasets import ensure_available
 from litvision.data.loader import EpochSampler, TensorBatchLoader
-from litvision.data.synthetic import is_synthetic, write_synthetic
+from litvision.data.synthetic import IDX_NAMES, is_synthetic, write_cifar10, write_idx_dataset, write_synthetic
 from litvision.errors import DataError
 
 MNIST_FACTS = dict(num_classes=10, class_names=[str(i) for i in range(10)], mean=[0.13], std=[0.31])
