@@ -167,7 +167,7 @@ class _SeenPerEpoch(Callback):
         self.at_start: list[tuple[int, int]] = []
 
     def on_train_epoch_start(self, trainer, pl_module):
-        count = lambda metric: int((metric.tp + metric.fn).sum())  # noqa: E731 - micro accuracy's states
+        count = lambda metric: int(metric.weight)  # noqa: E731 - the examples a weighted mean has taken in
         self.at_start.append((count(pl_module.train_acc), count(pl_module.val_acc)))
 
 
@@ -188,3 +188,27 @@ def test_epoch_metrics_count_each_epoch_once_and_match_a_direct_count(tiny_data_
     direct = (predictions == labels).float().mean().item()
     assert float(trainer.callback_metrics["val/acc"]) == pytest.approx(direct, abs=1e-6)
     assert 0.0 < float(trainer.callback_metrics["train/loss"]) < 10.0
+
+
+def test_train_accuracy_is_the_share_of_training_examples_the_net_got_right(tiny_data_dir, tmp_path):
+    # lr=0 keeps the net as it was built (the MLP has no dropout or batch norm), so train/acc can be
+    # counted again here over the whole training split; the last batch is a smaller one.
+    cfg = compose_train(["data=mnist", "model=mlp", "trainer.max_epochs=1", f"data.data_dir={tiny_data_dir}",
+                         "data.val_size=100", "data.batch_size=48", "model.optimizer.lr=0", "model.scheduler=null",
+                         "test=false", "logger=none", *QUIET], tmp_path)
+    datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
+    trainer = build(cfg.trainer, "trainer", logger=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule=datamodule)
+    images, labels = datamodule.splits["train"]
+    assert len(labels) % 48, "the test wants a smaller last batch"
+    with torch.no_grad():
+        logits = model(datamodule.prepare_batch(images, augment=False))
+    assert float(trainer.callback_metrics["train/acc"]) == pytest.approx(
+        (logits.argmax(1) == labels).float().mean().item(), abs=1e-6)
+    loader = datamodule.train_dataloader()  # the batches of epoch 0 again, in the same order
+    loader.sampler.set_epoch(0)
+    with torch.no_grad():
+        batch_losses = [torch.nn.functional.cross_entropy(model(datamodule.prepare_batch(x, augment=False)), y).item()
+                        for x, y in loader]
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(sum(batch_losses) / len(batch_losses),
+                                                                          rel=1e-5)

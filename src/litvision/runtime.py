@@ -19,6 +19,13 @@ def apply_runtime(cfg: DictConfig | None) -> None:
     if cfg is None:
         return
     tune_glibc_malloc(cfg.get("malloc_mmap_threshold_mb"), cfg.get("malloc_trim_threshold_mb"))
+    lean = cfg.get("lean_callback_dispatch", True)
+    if not isinstance(lean, bool):
+        raise LitvisionError(f"runtime.lean_callback_dispatch must be true or false (got {lean!r})")
+    # Imported here, not at the top: it imports Lightning (and torch), see _torch_has_cuda.
+    from litvision.callback_dispatch import use_lean_callback_dispatch
+
+    use_lean_callback_dispatch(lean)
 
 
 def skip_nvml_check_without_nvml() -> bool:
