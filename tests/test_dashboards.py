@@ -16,6 +16,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 from lightning import Callback
+from lightning.pytorch.callbacks import TQDMProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -241,7 +242,7 @@ class _BarWatch(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self._updates:
             self.worked_at.append(batch_idx)
-            shown = float(trainer.progress_bar_metrics["loss"])
+            shown = self.bar.get_metrics(trainer, pl_module)["loss"]
             self.shows_current_loss.append(shown == pytest.approx(float(outputs["loss"])))
         self._updates = 0
 
@@ -259,3 +260,26 @@ def test_rich_bar_redraws_every_refresh_rate_batches_with_that_batch_loss(tiny_d
     expected = [i for i in range(batches) if (i + 1) % 10 == 0 or i + 1 == batches]
     assert watch.worked_at == expected  # not after every batch, as Lightning's own rich bar does
     assert all(watch.shows_current_loss)
+    assert "loss" not in trainer.progress_bar_metrics, "the module logged the loss although this bar reads it itself"
+
+
+class _LoggedLoss(Callback):
+    def __init__(self):
+        self.at = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        logged = trainer.progress_bar_metrics.get("loss")
+        if logged is not None and logged == pytest.approx(float(outputs["loss"])):
+            self.at.append(batch_idx)
+
+
+def test_lightnings_tqdm_bar_gets_the_loss_logged_on_the_batches_it_redraws_after(tiny_data_dir, tmp_path):
+    cfg = compose_train(["data=mnist", f"data.data_dir={tiny_data_dir}", "data.val_size=100", "data.batch_size=8",
+                         "trainer.max_epochs=1", "test=false", "logger=none"], tmp_path)
+    datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
+    logged = _LoggedLoss()
+    trainer = build(cfg.trainer, "trainer", callbacks=[TQDMProgressBar(refresh_rate=10), logged], logger=False,
+                    enable_checkpointing=False)
+    trainer.fit(model, datamodule=datamodule)
+    batches = trainer.num_training_batches
+    assert logged.at == [i for i in range(batches) if (i + 1) % 10 == 0 or i + 1 == batches]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import RichProgressBar as _RichProgressBar
 
@@ -22,8 +23,35 @@ class RichProgressBar(_RichProgressBar):
     of Python per batch on a 2-core CPU, which a small model's step feels. This one does that work
     on the batches where the bar redraws (:func:`redraws_after`): every ``refresh_rate`` and the last.
     Validation, test and predict bars are unchanged: they run a few large batches.
+
+    It shows the loss of the batch it redraws after, read from the step's output, so the module
+    needs no ``self.log`` call for it (about 1 ms of Python on a 2-core CPU, every ``refresh_rate``
+    batches).
     """
+
+    shows_step_loss = True  # ImageClassifier logs no "loss" for this bar
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._step_loss: float | None = None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._step_loss = None  # not the last loss of an earlier fit
+        super().on_train_start(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         if redraws_after(self, batch_idx):
+            self._step_loss = _step_loss(outputs, trainer.accumulate_grad_batches)
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        return metrics if self._step_loss is None else {"loss": self._step_loss, **metrics}
+
+
+def _step_loss(outputs, accumulate_grad_batches: int) -> float | None:
+    """The training step's loss from Lightning's step output (divided by the accumulation count there)."""
+    loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+    if not isinstance(loss, torch.Tensor):
+        return None
+    return float(loss) * accumulate_grad_batches
