@@ -32,7 +32,7 @@ class EpochTotals:
 
 
 class ImageClassifier(LightningModule):
-    """Cross-entropy training of ``net`` with torchmetrics accuracy per stage.
+    """Cross-entropy training of ``net``; per stage, the epoch's mean loss and accuracy as torchmetrics means.
 
     ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``) completed here with the
     parameters and the optimizer. A OneCycleLR partial gets ``total_steps`` from the trainer.
