@@ -3,11 +3,11 @@
 Lightning calls every hook of every callback: about six hooks per training step, each run through a
 profiler context, an f-string and ``state_key`` (a ``repr`` of a dict for ModelCheckpoint). Most
 callbacks define one or two of those hooks; the rest are :class:`~lightning.pytorch.callbacks.Callback`'s
-empty methods. With the template's ten callbacks, dispatching took 0.64-0.69 ms per training step on
-the 2-core CPU VM (timed inside a fashion_cnn run), 0.27-0.32 ms with this one. The lean dispatch calls the same hooks with the same arguments,
-in the same order, and skips only those whose method is still ``Callback``'s own (empty) one; with
-no profiler configured (Lightning's PassThroughProfiler, which records nothing) it also opens no
-profiler context for the hooks it calls.
+empty methods. With the template's ten callbacks, dispatching took 0.64-0.69 ms per training step
+on the 2-core CPU VM (timed inside a fashion_cnn run), 0.27-0.32 ms with this one. The lean dispatch
+calls the same hooks with the same arguments, in the same order, and skips only those whose method
+is still ``Callback``'s own (empty) one; with no profiler configured (Lightning's PassThroughProfiler,
+which records nothing) it also opens no profiler context for the hooks it calls.
 
 Installed process-wide by :func:`litvision.runtime.apply_runtime` (``runtime.lean_callback_dispatch``),
 only over the Lightning dispatch it was written against (the signature is checked); anything else
@@ -49,11 +49,12 @@ def lean_call_callback_hooks(trainer, hook_name: str, *args, monitoring_callback
         previous_fx_name = pl_module._current_fx_name
         pl_module._current_fx_name = hook_name
     profiler = trainer.profiler
+    records = type(profiler) is not PassThroughProfiler  # its profile() records nothing: no name, no context
     for callback, hook in due:
-        if type(profiler) is PassThroughProfiler:  # its profile() records nothing: no name, no context
-            hook(trainer, pl_module, *args, **kwargs)
-            continue
-        with profiler.profile(f"[Callback]{callback.state_key}.{hook_name}"):
+        if records:
+            with profiler.profile(f"[Callback]{callback.state_key}.{hook_name}"):
+                hook(trainer, pl_module, *args, **kwargs)
+        else:
             hook(trainer, pl_module, *args, **kwargs)
     if pl_module:
         pl_module._current_fx_name = previous_fx_name

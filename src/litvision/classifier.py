@@ -124,7 +124,7 @@ class ImageClassifier(LightningModule):
         # The epoch's totals go into the metric objects once; a self.log call costs about 0.3 ms of
         # Python, so nothing is logged per step. Lightning computes the objects and resets them.
         loss, acc = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
-        totals = self._totals.pop(stage, None)
+        totals = self._totals.get(stage)  # reset when the stage's next epoch starts
         if totals is not None and totals.examples:
             loss.update(totals.loss_sum / totals.batches, weight=totals.batches)
             acc.update(totals.right.float() / totals.examples, weight=totals.examples)
@@ -154,7 +154,7 @@ class ImageClassifier(LightningModule):
     def predict_step(self, batch, batch_idx):
         return self(batch[0]).softmax(dim=1)
 
-    # A new epoch starts from zero, also after one that was cut short (an interrupted fit, a failed batch).
+    # Each epoch counts from zero, also after one that was cut short (an interrupted fit, a failed batch).
     def on_train_epoch_start(self) -> None:
         self._totals.pop("train", None)
 
