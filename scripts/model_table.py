@@ -1,9 +1,9 @@
-"""Regenerate the model table of README.md from the model configs: python scripts/model_table.py
+"""Regenerate the model table of docs/models.md from the model configs: python scripts/model_table.py
 
 Builds every conf/model/<name>.yaml with its defaults on a 1x28x28 and a 3x32x32 image (no dataset
 files needed) and writes name, origin (the first paragraph of the net's module docstring),
-parameters and multiply-accumulates between the README's models markers. ``--check`` only reports
-whether the README is up to date (exit status 1 if not).
+parameters and multiply-accumulates between the models markers of docs/models.md. ``--check`` only
+reports whether that page is up to date (exit status 1 if not).
 """
 
 from __future__ import annotations
@@ -17,25 +17,30 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from litvision.instantiate import build
-from litvision.summary import format_count, profile, totals
+
+try:
+    from litvision.model_summary import format_count, profile, totals
+except ModuleNotFoundError:  # before the rename of litvision/summary.py to model_summary.py; drop after it
+    from litvision.summary import format_count, profile, totals
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "models.md"
 START, END = "<!-- models:start -->", "<!-- models:end -->"
 DATASETS = (("fashion_mnist", "1×28×28"), ("cifar10", "3×32×32"))
 
 INTRO = """\
-Every model is a `model=<name>` option (`conf/model/<name>.yaml`) that takes `in_channels`,
-`num_classes` and `image_size` from the data config, so any model runs on any dataset. To pick one:
-the table is sorted by compute (MACs at 3×32×32), so the tutorial nets come first and the classic
-families, sized for CIFAR-10 and a GPU, after them. All are adapted to 28-32 pixel images (a 3x3
-stride-1 stem instead of the 224-pixel one; each module's docstring says what changed), so nothing is
-upsampled; `data.image_size=<n>` resizes the batches on the device for anyone who wants the original
-input size, e.g. `model=alexnet data.image_size=224 model.net.first_kernel=11 model.net.first_stride=4`.
-The numbers are for each config's defaults (ResNet-18, VGG-16, WRN-16-4, DenseNet-BC-100, ...) with
-10 classes; `model.net.depth=50`, `model.net.width=0.5` and the like pick other variants. MACs are the
-multiply-accumulates of the convolutions and linear layers for one image; `python scripts/summary.py
-model=<name> data=<dataset>` lists them layer by layer. Written by `python scripts/model_table.py`."""
+Every model is a `model=<name>` option (`conf/model/<name>.yaml`). `conf/model/base/classifier.yaml`
+gives every net `in_channels`, `num_classes` and `image_size` from the data config, so any model runs
+on any dataset. To pick one: the table is sorted by compute (MACs at 3×32×32), so the tutorial nets
+come first and the classic families, sized for CIFAR-10 and a GPU, after them. All are adapted to
+28-32 pixel images (a 3x3 stride-1 stem instead of the 224-pixel one; each module's docstring says
+what changed), so nothing is upsampled; `data.image_size=<n>` resizes the batches on the device for
+anyone who wants the original input size, e.g. `model=alexnet data.image_size=224
+model.net.first_kernel=11 model.net.first_stride=4`. The numbers are for each config's defaults
+(ResNet-18, VGG-16, WRN-16-4, DenseNet-BC-100, ...) with 10 classes; `model.net.depth=50`,
+`model.net.width=0.5` and the like pick other variants. MACs are the multiply-accumulates of the
+convolutions and linear layers for one image; `python scripts/model_summary.py model=<name>
+data=<dataset>` lists them layer by layer. Written by `python scripts/model_table.py`."""
 
 
 def compose_train(overrides: list[str]):
@@ -72,29 +77,31 @@ def render(rows: list[dict]) -> str:
     return "\n".join([INTRO, "", *lines])
 
 
-def with_region(readme: str, region: str) -> str:
-    if readme.count(START) != 1 or readme.count(END) != 1 or readme.index(START) > readme.index(END):
-        sys.exit(f"error: {README} needs exactly one {START} ... {END} pair")
-    head, rest = readme.split(START)
+def with_region(page: str, region: str) -> str:
+    if page.count(START) != 1 or page.count(END) != 1 or page.index(START) > page.index(END):
+        sys.exit(f"error: {PAGE} needs exactly one {START} ... {END} pair")
+    head, rest = page.split(START)
     _, tail = rest.split(END)
     return f"{head}{START}\n{region}\n{END}{tail}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if README's table is out of date; write nothing")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if the table in docs/models.md is out of date; write nothing"
+    )
     args = parser.parse_args()
     models = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))
-    readme = README.read_text(encoding="utf-8")
-    updated = with_region(readme, render([measure(model) for model in models]))
+    page = PAGE.read_text(encoding="utf-8")
+    updated = with_region(page, render([measure(model) for model in models]))
     if args.check:
-        if updated != readme:
-            sys.exit("README.md's model table is out of date: run python scripts/model_table.py")
-        print("README.md's model table is up to date")
+        if updated != page:
+            sys.exit("the model table of docs/models.md is out of date: run python scripts/model_table.py")
+        print("the model table of docs/models.md is up to date")
         return
-    if updated != readme:
-        README.write_text(updated, encoding="utf-8")
-    print(f"wrote the table of {len(models)} models to {README}")
+    if updated != page:
+        PAGE.write_text(updated, encoding="utf-8")
+    print(f"wrote the table of {len(models)} models to {PAGE}")
 
 
 if __name__ == "__main__":
