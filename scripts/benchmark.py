@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from litvision.benchmark import benchmark
+from benchmark_ways import benchmark
 from litvision.cli import run_task
 
 

@@ -17,11 +17,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from litvision.instantiate import build
-
-try:
-    from litvision.model_summary import format_count, profile, totals
-except ModuleNotFoundError:  # before the rename of litvision/summary.py to model_summary.py; drop after it
-    from litvision.summary import format_count, profile, totals
+from litvision.model_summary import format_count, profile, totals
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "models.md"

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         found += [(run, log, root) for run, log in find_runs(root.resolve()).items()]
     curves = {}
     if found:
-        for (run, log, _), label in zip(found, labels([(run, root.resolve()) for run, _, root in found])):
+        for (_run, log, _), label in zip(found, labels([(run, root.resolve()) for run, _, root in found])):
             data = read_events(log) if log.is_dir() else read_csv(log)
             if data:
                 curves[label] = data

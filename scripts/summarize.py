@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from litvision.sweeps.summary import markdown, read_runs, write_csv
+from litvision.sweeps.results_table import markdown, read_runs, write_csv
 
 SHOWN = ["val/acc_best", "test/acc"]
 
@@ -22,22 +22,32 @@ SHOWN = ["val/acc_best", "test/acc"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun or Optuna sweep folder (or one run's folder)")
-    parser.add_argument("--metric", default=None, help="sort by this metric (default: the sweep's optimized_metric, "
-                                                       "else val/acc_best)")
-    parser.add_argument("--ascending", action="store_true", help="smallest first (default: as the study's "
-                                                                 "direction says, else largest first)")
-    parser.add_argument("--csv", type=Path, default=None,
-                        help="where to write the CSV (default: <sweep dir>/summary.csv)")
+    parser.add_argument(
+        "--metric", default=None, help="sort by this metric (default: the sweep's optimized_metric, else val/acc_best)"
+    )
+    parser.add_argument(
+        "--ascending",
+        action="store_true",
+        help="smallest first (default: as the study's direction says, else largest first)",
+    )
+    parser.add_argument(
+        "--csv", type=Path, default=None, help="where to write the CSV (default: <sweep dir>/summary.csv)"
+    )
     args = parser.parse_args(argv)
 
     if not args.sweep_dir.is_dir():
-        print(f"error: {args.sweep_dir} is not a folder; pass a sweep dir such as logs/train/multiruns/<time>",
-              file=sys.stderr)
+        print(
+            f"error: {args.sweep_dir} is not a folder; pass a sweep dir such as logs/train/multiruns/<time>",
+            file=sys.stderr,
+        )
         return 2
     runs = read_runs(args.sweep_dir)
     if not runs:
-        print(f"error: no runs in {args.sweep_dir} (a run is a folder with .hydra/overrides.yaml, status.json "
-              f"or metrics.json)", file=sys.stderr)
+        print(
+            f"error: no runs in {args.sweep_dir} (a run is a folder with .hydra/overrides.yaml, status.json "
+            f"or metrics.json)",
+            file=sys.stderr,
+        )
         return 2
     sweep = _sweep_config(args.sweep_dir)
     metric = args.metric or sweep.get("optimized_metric") or SHOWN[0]

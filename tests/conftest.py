@@ -16,14 +16,14 @@ from omegaconf import DictConfig, open_dict
 from datafiles import write_all
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))  # the benchmark's harness lives beside its script
 CONF_DIR = ROOT / "conf"
 # CI clones the repository with shared/ beside it; LITVISION_MNIST17K points elsewhere.
 MNIST_17K = Path(os.environ.get("LITVISION_MNIST17K", ROOT.parent / "shared" / "data" / "mnist-17k"))
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 # Quiet, fast settings for runs inside tests: no rich redraws, no model summary table.
-QUIET = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null",
-         "trainer.enable_progress_bar=false"]
+QUIET = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null", "trainer.enable_progress_bar=false"]
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +36,8 @@ def compose_train(overrides: list[str], output_dir: Path, config_name: str = "tr
     """Compose an entry config the way @hydra.main does, with this test's folder as the run dir."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        # ~local: a developer's own conf/local/default.yaml must not change what the tests check.
+        cfg = compose(config_name, overrides=["~local", *overrides], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
@@ -45,15 +46,23 @@ def compose_train(overrides: list[str], output_dir: Path, config_name: str = "tr
     return cfg
 
 
-def run_script(script: str, *args: str, cwd: Path = ROOT, check: bool = True,
-               timeout: float = 600) -> subprocess.CompletedProcess:
+def run_script(
+    script: str, *args: str, cwd: Path = ROOT, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run scripts/<script> in a fresh interpreter, exactly as a user would from the repository root."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"{script} {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     return result
 
 

@@ -16,26 +16,40 @@ import matplotlib.image
 import numpy as np
 import pytest
 from lightning import Callback
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import QUIET, compose_train, run_script
-from litvision.callbacks.progress import RichProgressBar
 from litvision.callbacks.render import WRONG, confusion_picture, image_grid
 from litvision.instantiate import build
 from litvision.train import train
 
-SCALARS = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "lr-AdamW",
-           "time/epoch_s", "time/images_per_s", "val_class_acc/0", "val_class_acc/9", "test_class_acc/0"}
+SCALARS = {
+    "train/loss",
+    "train/acc",
+    "val/loss",
+    "val/acc",
+    "val/acc_best",
+    "test/loss",
+    "test/acc",
+    "lr-AdamW",
+    "time/epoch_s",
+    "time/images_per_s",
+    "val_class_acc/0",
+    "val_class_acc/9",
+    "test_class_acc/0",
+}
 IMAGES = {"train/samples", "val/predictions", "val/highest_loss", "val/confusion_matrix", "test/confusion_matrix"}
 PNGS = ("curves.png", "confusion_matrix.png")
 
 
 def short_run(data_dir: Path, run_dir: Path, *extra: str) -> dict[str, float]:
     """Two epochs on the tiny MNIST files (two training batches each): a few seconds."""
-    cfg = compose_train(["data=mnist", f"data.data_dir={data_dir}", "data.val_size=100", "trainer.max_epochs=2",
-                         *QUIET, *extra], run_dir)
+    cfg = compose_train(
+        ["data=mnist", f"data.data_dir={data_dir}", "data.val_size=100", "trainer.max_epochs=2", *QUIET, *extra],
+        run_dir,
+    )
     return train(cfg)
 
 
@@ -44,8 +58,13 @@ def tensorboard_run(tiny_data_dir, tmp_path_factory) -> Path:
     """Three epochs; prediction grids every second validation epoch (so epochs 0 and 2, the last), the
     confusion matrix every epoch (the default is every 5th)."""
     run_dir = tmp_path_factory.mktemp("tensorboard-run")
-    short_run(tiny_data_dir, run_dir, "trainer.max_epochs=3", "callbacks.val_predictions.every_n_epochs=2",
-              "callbacks.confusion_matrix.every_n_epochs=1")
+    short_run(
+        tiny_data_dir,
+        run_dir,
+        "trainer.max_epochs=3",
+        "callbacks.val_predictions.every_n_epochs=2",
+        "callbacks.confusion_matrix.every_n_epochs=1",
+    )
     return run_dir
 
 
@@ -113,8 +132,11 @@ def test_tensorboard_serves_the_runs_scalars_and_images(tensorboard_run, tmp_pat
     executable = Path(sys.executable).parent / "tensorboard"
     log = tmp_path / "tensorboard.log"  # a file, not a pipe: an unread pipe that fills up would stall the server
     with log.open("w") as output:
-        server = subprocess.Popen([str(executable), "--logdir", str(tensorboard_run), "--host", "127.0.0.1",
-                                   "--port", str(port)], stdout=output, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [str(executable), "--logdir", str(tensorboard_run), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         scalars = _poll_json(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", server, log, timeout=60)
         images = _poll_json(f"http://127.0.0.1:{port}/data/plugin/images/tags", server, log, timeout=20)
@@ -122,10 +144,16 @@ def test_tensorboard_serves_the_runs_scalars_and_images(tensorboard_run, tmp_pat
         assert SCALARS <= set(scalars["tensorboard"])
         assert IMAGES <= set(images["tensorboard"])
         # The HParams table: this run's settings with the latest val/acc_best and test/acc filled in.
-        query = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"], "startIndex": 0,
-                 "sliceSize": 10, "colParams": [{"metric": {"tag": "val/acc_best"}}, {"metric": {"tag": "test/acc"}}]}
-        groups = _poll_json(f"http://127.0.0.1:{port}/data/plugin/hparams/session_groups", server, log, timeout=20,
-                            body=query)["sessionGroups"]
+        query = {
+            "experimentName": "",
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
+            "startIndex": 0,
+            "sliceSize": 10,
+            "colParams": [{"metric": {"tag": "val/acc_best"}}, {"metric": {"tag": "test/acc"}}],
+        }
+        groups = _poll_json(
+            f"http://127.0.0.1:{port}/data/plugin/hparams/session_groups", server, log, timeout=20, body=query
+        )["sessionGroups"]
         assert groups[0]["hparams"]["model/net"] == "SmallCNN"
         values = {metric["name"]["tag"]: metric["value"] for metric in groups[0]["metricValues"]}
         assert set(values) == {"val/acc_best", "test/acc"} and all(0 <= v <= 1 for v in values.values())
@@ -188,9 +216,20 @@ def test_ddp_run_logs_each_image_once_from_rank_zero(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
     # Two CPU processes (gloo): the confusion matrix sync, the highest-loss gather and the timing
     # reductions are collectives, so a rank that skipped one would hang the run until the timeout.
-    run_script("train.py", "data=mnist", f"data.data_dir={tiny_data_dir}", "data.val_size=100",
-               "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=2", "++trainer.strategy=ddp",
-               f"paths.root_dir={tmp_path}", f"hydra.run.dir={run_dir}", *QUIET, timeout=300)
+    run_script(
+        "train.py",
+        "data=mnist",
+        f"data.data_dir={tiny_data_dir}",
+        "data.val_size=100",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "++trainer.strategy=ddp",
+        f"paths.root_dir={tmp_path}",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+        timeout=300,
+    )
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     assert IMAGES <= set(events.Tags()["images"])
@@ -204,8 +243,9 @@ def test_ddp_run_logs_each_image_once_from_rank_zero(tiny_data_dir, tmp_path):
 def test_plot_script_draws_every_run_of_a_sweep_folder(tensorboard_run, csv_run, tmp_path):
     sweep = tmp_path / "sweep"
     # A sweep's layout: one numbered folder per job, each with the overrides Hydra saved.
-    for job, (source, log, override) in enumerate([(tensorboard_run, "tensorboard", "logger=tensorboard"),
-                                                   (csv_run[0], "csv", "logger=csv")]):
+    for job, (source, log, override) in enumerate(
+        [(tensorboard_run, "tensorboard", "logger=tensorboard"), (csv_run[0], "csv", "logger=csv")]
+    ):
         shutil.copytree(source / log, sweep / str(job) / log)
         (sweep / str(job) / ".hydra").mkdir()
         (sweep / str(job) / ".hydra" / "overrides.yaml").write_text(f"- data=mnist\n- {override}\n")
@@ -221,65 +261,34 @@ def test_plot_script_draws_every_run_of_a_sweep_folder(tensorboard_run, csv_run,
     assert "Traceback" not in failed.stderr
 
 
-class _BarWatch(Callback):
-    """Placed after the bar: per training batch, whether the bar did its per-batch work, and whether
-    the loss it shows is that batch's loss."""
+class _ShownLoss(Callback):
+    """After each training batch: whether the progress bar's metrics hold that batch's loss."""
 
-    def __init__(self, bar: RichProgressBar):
-        self.bar, self.worked_at, self.shows_current_loss = bar, [], []
-        self._updates = 0
-        update_metrics = bar._update_metrics
-
-        def counted(*args, **kwargs):
-            self._updates += 1
-            return update_metrics(*args, **kwargs)
-
-        bar._update_metrics = counted
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._updates = 0  # the sanity check's validation updated the bar too
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self._updates:
-            self.worked_at.append(batch_idx)
-            shown = self.bar.get_metrics(trainer, pl_module)["loss"]
-            self.shows_current_loss.append(shown == pytest.approx(float(outputs["loss"])))
-        self._updates = 0
-
-
-def test_rich_bar_redraws_every_refresh_rate_batches_with_that_batch_loss(tiny_data_dir, tmp_path):
-    cfg = compose_train(["data=mnist", f"data.data_dir={tiny_data_dir}", "data.val_size=100", "data.batch_size=8",
-                         "trainer.max_epochs=1", "test=false", "logger=none"], tmp_path)
-    datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
-    bar = RichProgressBar(refresh_rate=10)
-    watch = _BarWatch(bar)
-    trainer = build(cfg.trainer, "trainer", callbacks=[bar, watch], logger=False, enable_checkpointing=False)
-    trainer.fit(model, datamodule=datamodule)
-    batches = trainer.num_training_batches
-    assert batches > 20
-    expected = [i for i in range(batches) if (i + 1) % 10 == 0 or i + 1 == batches]
-    assert watch.worked_at == expected  # not after every batch, as Lightning's own rich bar does
-    assert all(watch.shows_current_loss)
-    assert "loss" not in trainer.progress_bar_metrics, "the module logged the loss although this bar reads it itself"
-
-
-class _LoggedLoss(Callback):
     def __init__(self):
-        self.at = []
+        self.current = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        logged = trainer.progress_bar_metrics.get("loss")
-        if logged is not None and logged == pytest.approx(float(outputs["loss"])):
-            self.at.append(batch_idx)
+        shown = trainer.progress_bar_callback.get_metrics(trainer, pl_module).get("loss")
+        self.current.append(shown is not None and float(shown) == pytest.approx(float(outputs["loss"])))
 
 
-def test_lightnings_tqdm_bar_gets_the_loss_logged_on_the_batches_it_redraws_after(tiny_data_dir, tmp_path):
-    cfg = compose_train(["data=mnist", f"data.data_dir={tiny_data_dir}", "data.val_size=100", "data.batch_size=8",
-                         "trainer.max_epochs=1", "test=false", "logger=none"], tmp_path)
+@pytest.mark.parametrize("bar", [RichProgressBar, TQDMProgressBar])
+def test_progress_bars_show_each_batch_loss(bar, tiny_data_dir, tmp_path):
+    cfg = compose_train(
+        [
+            "data=mnist",
+            f"data.data_dir={tiny_data_dir}",
+            "data.val_size=100",
+            "data.batch_size=64",
+            "trainer.max_epochs=1",
+            "test=false",
+            "logger=none",
+        ],
+        tmp_path,
+    )
     datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
-    logged = _LoggedLoss()
-    trainer = build(cfg.trainer, "trainer", callbacks=[TQDMProgressBar(refresh_rate=10), logged], logger=False,
-                    enable_checkpointing=False)
+    shown = _ShownLoss()
+    trainer = build(cfg.trainer, "trainer", callbacks=[bar(), shown], logger=False, enable_checkpointing=False)
     trainer.fit(model, datamodule=datamodule)
-    batches = trainer.num_training_batches
-    assert logged.at == [i for i in range(batches) if (i + 1) % 10 == 0 or i + 1 == batches]
+    assert len(shown.current) == trainer.num_training_batches > 1
+    assert all(shown.current)

@@ -139,8 +139,12 @@ def test_normalization_and_augmentation_happen_per_batch_on_the_device(tmp_path)
 def test_augmentations_keep_shape_and_dtype_and_differ_between_samples():
     torch.manual_seed(0)
     same = torch.arange(32 * 32, dtype=torch.float32).view(1, 1, 32, 32).repeat(64, 3, 1, 1)
-    for augmented in (random_crop(same, 4), random_flip(same), cutout(same, 8),
-                      augment_batch(same, crop_padding=4, flip=True, cutout_size=8)):
+    for augmented in (
+        random_crop(same, 4),
+        random_flip(same),
+        cutout(same, 8),
+        augment_batch(same, crop_padding=4, flip=True, cutout_size=8),
+    ):
         assert augmented.shape == same.shape and augmented.dtype == same.dtype
         distinct = {bytes(sample.numpy()) for sample in augmented}
         assert len(distinct) > 1, "one random draw was shared by the whole batch"
@@ -161,8 +165,10 @@ def test_bad_data_options_are_reported(tmp_path):
         mnist(tmp_path).setup("fit")
 
 
-@pytest.mark.parametrize("dataset,module,facts,shape", [("mnist", MNISTDataModule, MNIST_FACTS, (1, 28, 28)),
-                                                        ("cifar10", CIFAR10DataModule, CIFAR_FACTS, (3, 32, 32))])
+@pytest.mark.parametrize(
+    "dataset,module,facts,shape",
+    [("mnist", MNISTDataModule, MNIST_FACTS, (1, 28, 28)), ("cifar10", CIFAR10DataModule, CIFAR_FACTS, (3, 32, 32))],
+)
 def test_synthetic_files_parse_like_the_real_ones_and_say_so(dataset, module, facts, shape, tmp_path, caplog):
     folder = write_synthetic(dataset, tmp_path, train=233, test=17)
     assert is_synthetic(dataset, tmp_path) and (folder / "SYNTHETIC.txt").is_file()

@@ -11,8 +11,8 @@ import torch
 
 from conftest import CONF_DIR, ROOT, compose_train, run_script
 from litvision.instantiate import build
+from litvision.model_summary import profile
 from litvision.models.common import ModelConfigError
-from litvision.summary import profile
 from litvision.train import train
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -89,7 +89,9 @@ PUBLISHED_COUNTS = [
 ]
 
 
-@pytest.mark.parametrize("model,overrides,count", PUBLISHED_COUNTS, ids=lambda v: "-".join(v) if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    "model,overrides,count", PUBLISHED_COUNTS, ids=lambda v: "-".join(v) if isinstance(v, list) else None
+)
 def test_classic_families_match_published_parameter_counts(model, overrides, count, tmp_path):
     net, _ = build_net(tmp_path, model, "cifar10", *overrides, "data.image_size=8")
     assert parameter_count(net) == count
@@ -98,11 +100,26 @@ def test_classic_families_match_published_parameter_counts(model, overrides, cou
 @pytest.mark.parametrize("model", MODELS)
 def test_one_epoch_fit_on_tiny_data(model, tiny_data_dir, tmp_path):
     dataset = DATASETS[MODELS.index(model) % len(DATASETS)]  # each dataset gets a share of the models
-    cfg = compose_train([f"model={model}", f"data={dataset}", *SMALL_VARIANTS.get(model, []),
-                         f"data.data_dir={tiny_data_dir}", "data.val_size=100", "data.batch_size=8",
-                         "data.eval_batch_size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                         "trainer.limit_val_batches=1", "+trainer.num_sanity_val_steps=0", "test=false",
-                         "callbacks=none", "~logger", "trainer.enable_progress_bar=false"], tmp_path)
+    cfg = compose_train(
+        [
+            f"model={model}",
+            f"data={dataset}",
+            *SMALL_VARIANTS.get(model, []),
+            f"data.data_dir={tiny_data_dir}",
+            "data.val_size=100",
+            "data.batch_size=8",
+            "data.eval_batch_size=8",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1",
+            "+trainer.num_sanity_val_steps=0",
+            "test=false",
+            "callbacks=none",
+            "~logger",
+            "trainer.enable_progress_bar=false",
+        ],
+        tmp_path,
+    )
     metrics = train(cfg)
     assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/loss"])
     assert 0.0 <= metrics["val/acc"] <= 1.0
@@ -131,15 +148,16 @@ def test_a_too_small_image_fails_at_construction_naming_the_smallest_size(model,
 
 
 def test_too_small_image_is_one_line_at_the_command_line():
-    result = run_script("summary.py", "model=lenet", "data.image_size=8", check=False)
+    result = run_script("model_summary.py", "model=lenet", "data.image_size=8", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == ("error: lenet needs images of at least 12x12 pixels, got 8x8 "
-                                                      "(data.image_size=12 or more resizes the batches)")
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: lenet needs images of at least 12x12 pixels, got 8x8 (data.image_size=12 or more resizes the batches)"
+    )
 
 
 def test_unknown_model_lists_the_available_ones():
     # Hydra refuses it while composing train.yaml, the same for every script built on it.
-    result = run_script("summary.py", "model=lenet5", check=False)
+    result = run_script("model_summary.py", "model=lenet5", check=False)
     assert result.returncode != 0
     assert "Could not find 'model/lenet5'" in result.stderr
     listed = re.search(r"Available options in 'model':\n((?:\t.+\n)+)", result.stderr).group(1).split()
@@ -148,9 +166,14 @@ def test_unknown_model_lists_the_available_ones():
 
 def test_summary_prints_the_keras_table_without_dataset_files(tmp_path):
     # Run from an empty folder: no data/ to read and nothing written (a summary is not a run).
-    result = run_script("summary.py", "model=keras_cnn", "data=fashion_mnist", "data.download=false", cwd=tmp_path)
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()
-            if line.startswith(("features.", "classifier."))}
+    result = run_script(
+        "model_summary.py", "model=keras_cnn", "data=fashion_mnist", "data.download=false", cwd=tmp_path
+    )
+    rows = {
+        line.split()[0]: line.split()
+        for line in result.stdout.splitlines()
+        if line.startswith(("features.", "classifier."))
+    }
     # Hand-computed: conv 26*26*64*(1*9) MACs, conv 11*11*64*(64*9), dense 1600*128 and 128*10.
     assert rows["features.0"][-2:] == ["640", "389,376"]
     assert rows["features.3"][-2:] == ["36,928", "4,460,544"]
@@ -169,7 +192,7 @@ def load_model_table_script():
     return module
 
 
-def test_model_table_measures_and_replaces_only_its_readme_region():
+def test_model_table_measures_and_replaces_only_its_region():
     model_table = load_model_table_script()
     row = model_table.measure("keras_cnn")
     assert row["1×28×28"] == (243_786, 5_056_000)
@@ -177,11 +200,13 @@ def test_model_table_measures_and_replaces_only_its_readme_region():
     region = model_table.render([row])
     assert "| `keras_cnn` |" in region and "| 243,786 | 5.06M |" in region
     readme = f"intro\n{model_table.START}\nstale\n{model_table.END}\noutro\n"
-    assert model_table.with_region(readme, region) == f"intro\n{model_table.START}\n{region}\n{model_table.END}\noutro\n"
+    assert (
+        model_table.with_region(readme, region) == f"intro\n{model_table.START}\n{region}\n{model_table.END}\noutro\n"
+    )
 
 
-def test_readme_table_lists_every_model_config():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    region = readme.split("<!-- models:start -->")[1].split("<!-- models:end -->")[0]
+def test_models_page_lists_every_model_config():
+    page = (ROOT / "docs" / "models.md").read_text(encoding="utf-8")
+    region = page.split("<!-- models:start -->")[1].split("<!-- models:end -->")[0]
     listed = sorted(re.findall(r"^\| `(\w+)` \|", region, flags=re.MULTILINE))
     assert listed == MODELS, "run python scripts/model_table.py"

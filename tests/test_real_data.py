@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from conftest import DEBIAN_FASHION_MNIST, MNIST_17K, QUIET, compose_train, require_real_data
@@ -21,8 +20,17 @@ def test_default_model_one_epoch_on_fashion_mnist(tmp_path):
 def test_lenet_on_real_mnist_subset(tmp_path):
     require_real_data(MNIST_17K, "the shared real-MNIST copy beside the checkout")
     # The training file holds 17,435 of the 60,000 images; 5,000 of them go to validation.
-    cfg = compose_train(["model=lenet", "data=mnist", f"data.search_dirs=[{MNIST_17K}]",
-                         f"data.data_dir={tmp_path / 'data'}", "trainer.max_epochs=12", "data.batch_size=128", *QUIET],
-                        tmp_path)
+    cfg = compose_train(
+        [
+            "model=lenet",
+            "data=mnist",
+            f"data.search_dirs=[{MNIST_17K}]",
+            f"data.data_dir={tmp_path / 'data'}",
+            "trainer.max_epochs=12",
+            "data.batch_size=128",
+            *QUIET,
+        ],
+        tmp_path,
+    )
     metrics = train(cfg)
     assert metrics["test/acc"] >= 0.97, metrics

@@ -1,4 +1,4 @@
-"""Process-wide settings (conf/runtime): glibc malloc thresholds, and the NVML check Lightning turns on."""
+"""Process-wide settings (conf/runtime): glibc malloc thresholds, opt-in with runtime=cpu_tuned."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from litvision.errors import LitvisionError
 from litvision.runtime import _glibc, tune_glibc_malloc
@@ -60,40 +59,3 @@ def test_values_glibc_would_refuse_are_one_clear_error(mmap_mb, trim_mb):
 
 def test_null_thresholds_leave_malloc_alone():
     assert tune_glibc_malloc(None, None) is False
-
-
-# Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 on import; Adam's step then asks torch.cuda.is_available().
-NVML_CHECK = """
-import ctypes, os
-import lightning, torch
-from litvision.runtime import skip_nvml_check_without_nvml
-assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
-try:
-    ctypes.CDLL("libnvidia-ml.so.1")
-    has_nvml = True
-except OSError:
-    has_nvml = False
-before = torch.cuda.is_available()
-calls = []
-counted = torch.cuda._raw_device_count_nvml
-torch.cuda._raw_device_count_nvml = lambda: calls.append(1) or counted()
-dropped = skip_nvml_check_without_nvml()
-params = [torch.nn.Parameter(torch.ones(3))]
-params[0].grad = torch.ones(3)
-optimizer = torch.optim.Adam(params)
-for _ in range(5):
-    optimizer.step()
-print(has_nvml, dropped, before == torch.cuda.is_available(), len(calls), "PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ)
-"""
-
-
-def test_nvml_check_is_dropped_only_where_nvml_is_missing_and_the_answer_stays_the_same():
-    run = subprocess.run([sys.executable, "-c", NVML_CHECK], capture_output=True, text=True, check=True)
-    has_nvml, dropped, same_answer, nvml_calls, still_set = run.stdout.split()
-    assert same_answer == "True"
-    if torch.version.cuda is None:  # a CPU build of torch never asks NVML
-        assert (dropped, still_set) == ("False", "True")
-    elif has_nvml == "True":  # a GPU machine: Lightning's fork-safe check stays
-        assert (dropped, still_set) == ("False", "True")
-    else:  # a CUDA build without the driver (CI): Adam's steps no longer try to load NVML
-        assert (dropped, still_set, nvml_calls) == ("True", "False", "0")

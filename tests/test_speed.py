@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmark_ways import RandomStream
 from conftest import QUIET, compose_train, run_script
-from litvision.benchmark import RandomStream
 from litvision.instantiate import build
 from litvision.train import train
 
@@ -14,8 +14,9 @@ from litvision.train import train
 def test_dataloader_path_yields_the_same_examples_as_the_tensor_path(tiny_data_dir, tmp_path):
     batches = {}
     for loader in ("tensor", "dataloader"):
-        cfg = compose_train(["data=cifar10", f"data.loader={loader}", f"data.data_dir={tiny_data_dir}",
-                             "data.val_size=100"], tmp_path)
+        cfg = compose_train(
+            ["data=cifar10", f"data.loader={loader}", f"data.data_dir={tiny_data_dir}", "data.val_size=100"], tmp_path
+        )
         datamodule = build(cfg.data, "data")
         datamodule.setup("fit")
         val = list(datamodule.val_dataloader())
@@ -27,9 +28,21 @@ def test_dataloader_path_yields_the_same_examples_as_the_tensor_path(tiny_data_d
 
 
 def test_training_options_run_end_to_end(tiny_data_dir, tmp_path):
-    cfg = compose_train(["data=mnist", "debug=fdr", f"data.data_dir={tiny_data_dir}", "data.val_size=100",
-                         "data.loader=dataloader", "model.channels_last=false", "data.augment.flip=true",
-                         "data.augment.crop_padding=2", "data.augment.cutout_size=4", *QUIET], tmp_path)
+    cfg = compose_train(
+        [
+            "data=mnist",
+            "debug=fdr",
+            f"data.data_dir={tiny_data_dir}",
+            "data.val_size=100",
+            "data.loader=dataloader",
+            "model.channels_last=false",
+            "data.augment.flip=true",
+            "data.augment.crop_padding=2",
+            "data.augment.cutout_size=4",
+            *QUIET,
+        ],
+        tmp_path,
+    )
     metrics = train(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0
 
@@ -39,9 +52,19 @@ def test_benchmark_script_prints_and_saves_the_three_way_table(tmp_path):
     data_dir, run_dir = tmp_path / "synthetic", tmp_path / "bench"
     written = run_script("synthetic_data.py", "cifar10", str(data_dir), "--train", "400", "--test", "50")
     assert f"data.data_dir={data_dir}" in written.stdout
-    result = run_script("benchmark.py", "model=small_cnn", "data=cifar10", f"data.data_dir={data_dir}",
-                        "data.val_size=100", "data.batch_size=32", "epochs=2", "turn_batches=2", f"paths.root_dir={tmp_path}",
-                        f"hydra.run.dir={run_dir}", *QUIET)
+    result = run_script(
+        "benchmark.py",
+        "model=small_cnn",
+        "data=cifar10",
+        f"data.data_dir={data_dir}",
+        "data.val_size=100",
+        "data.batch_size=32",
+        "epochs=2",
+        "turn_batches=2",
+        f"paths.root_dir={tmp_path}",
+        f"hydra.run.dir={run_dir}",
+        *QUIET,
+    )
     table = (run_dir / "benchmark.md").read_text()
     assert table.strip() in result.stdout
     assert "SYNTHETIC" in table.splitlines()[0] and "take turns every 2 training batches" in table.splitlines()[0]
@@ -88,8 +111,18 @@ def test_lightning_sets_the_sampler_epoch_also_when_resuming(tiny_data_dir, tmp_
                 self.seen.append((trainer.current_epoch, trainer.train_dataloader.sampler.epoch))
 
     def fit(max_epochs: int, ckpt_path=None) -> list:
-        cfg = compose_train(["data=mnist", f"data.data_dir={tiny_data_dir}", "data.val_size=100", "logger=csv",
-                             f"trainer.max_epochs={max_epochs}", "test=false", *QUIET], tmp_path / str(max_epochs))
+        cfg = compose_train(
+            [
+                "data=mnist",
+                f"data.data_dir={tiny_data_dir}",
+                "data.val_size=100",
+                "logger=csv",
+                f"trainer.max_epochs={max_epochs}",
+                "test=false",
+                *QUIET,
+            ],
+            tmp_path / str(max_epochs),
+        )
         datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
         recorder = RecordEpochs()
         trainer = build(cfg.trainer, "trainer", callbacks=[recorder], logger=False)
@@ -104,8 +137,10 @@ def test_lightning_sets_the_sampler_epoch_also_when_resuming(tiny_data_dir, tmp_
     assert resumed == [(2, 2)], "a resumed run must continue the per-epoch data order"
 
 
-@pytest.mark.parametrize("override,expected", [("ways=[plain,bogus]", "unknown ways ['bogus']"),
-                                               ("turn_batches=0", "turn_batches must be a whole number >= 1")])
+@pytest.mark.parametrize(
+    "override,expected",
+    [("ways=[plain,bogus]", "unknown ways ['bogus']"), ("turn_batches=0", "turn_batches must be a whole number >= 1")],
+)
 def test_benchmark_refuses_bad_options_in_one_line(override, expected, tmp_path):
     result = run_script("benchmark.py", override, f"paths.root_dir={tmp_path}", check=False)
     assert result.returncode == 2

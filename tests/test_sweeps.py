@@ -30,8 +30,15 @@ HPARAMS_SEARCH = "hparams_search"  # a group in conf/train.yaml's defaults, so n
 
 def tiny(data_dir: Path, root: Path, *extra: str) -> list[str]:
     """Quick runs of the MLP on the tiny MNIST files, writing under ``root``."""
-    return [f"paths.root_dir={root}", f"data.data_dir={data_dir}", "data=mnist", "data.val_size=100", "model=mlp",
-            *QUIET, *extra]
+    return [
+        f"paths.root_dir={root}",
+        f"data.data_dir={data_dir}",
+        "data=mnist",
+        "data.val_size=100",
+        "model=mlp",
+        *QUIET,
+        *extra,
+    ]
 
 
 def statuses(run_dirs: list[Path]) -> dict[str, str]:
@@ -50,8 +57,15 @@ def only_sweep_dir(root: Path) -> Path:
 
 def test_grid_records_failed_runs_and_finishes_the_others(tiny_data_dir, tmp_path):
     # 2x2 grid: a bad learning rate fails two runs; the other two still run, each run says how it ended.
-    result = run_script("train.py", "-m", "model.optimizer.lr=0.003,fast", "seed=1,2", "debug=fdr",
-                        *tiny(tiny_data_dir, tmp_path), check=False)
+    result = run_script(
+        "train.py",
+        "-m",
+        "model.optimizer.lr=0.003,fast",
+        "seed=1,2",
+        "debug=fdr",
+        *tiny(tiny_data_dir, tmp_path),
+        check=False,
+    )
     assert result.returncode == 1
     assert "4 runs: 2 ok, 2 failed" in result.stderr and "invalid model.optimizer options" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -69,15 +83,25 @@ def test_grid_records_failed_runs_and_finishes_the_others(tiny_data_dir, tmp_pat
 
 
 def test_optuna_search_resumes_after_being_killed(tiny_data_dir, tmp_path):
-    args = [str(ROOT / "scripts" / "train.py"), "-m", f"{HPARAMS_SEARCH}=fashion_mnist_optuna",
-            f"paths.root_dir={tmp_path}", f"data.data_dir={tiny_data_dir}", "data.val_size=100", *QUIET,
-            "hydra.sweeper.n_trials=3", "trainer.max_epochs=1", "model.net.widths=choice([8,16],[16,32])"]
+    args = [
+        str(ROOT / "scripts" / "train.py"),
+        "-m",
+        f"{HPARAMS_SEARCH}=fashion_mnist_optuna",
+        f"paths.root_dir={tmp_path}",
+        f"data.data_dir={tiny_data_dir}",
+        "data.val_size=100",
+        *QUIET,
+        "hydra.sweeper.n_trials=3",
+        "trainer.max_epochs=1",
+        "model.net.widths=choice([8,16],[16,32])",
+    ]
     study_dir = tmp_path / "logs" / "train" / "optuna" / "fashion_mnist_small_cnn"
     database = study_dir / "study.db"
     first_log = tmp_path / "first.log"  # a file, not a pipe: nobody reads the pipe while the search runs
     with first_log.open("w") as log_file:
-        first = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        first = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
     second_job_started = study_dir / "1" / ".hydra" / "overrides.yaml"
     try:  # kill it once the first trial has finished and the second one's job has started
         _wait_for(lambda: _finished_trials(database) >= 1 and second_job_started.is_file(), first, first_log)
@@ -100,8 +124,9 @@ def test_optuna_search_resumes_after_being_killed(tiny_data_dir, tmp_path):
         assert states == ["COMPLETE", "FAIL", "COMPLETE"]
         assert "interrupted" in json.loads((study_dir / "1" / "status.json").read_text())["error"]
     best = study.best_trial
-    assert best.value == json.loads((study_dir / str(best.number) / "metrics.json").read_text())["metrics"][
-        "val/acc_best"]
+    assert (
+        best.value == json.loads((study_dir / str(best.number) / "metrics.json").read_text())["metrics"]["val/acc_best"]
+    )
 
     summary = run_script("summarize.py", str(study_dir))
     assert "3 runs, best val/acc_best first" in summary.stdout
@@ -111,20 +136,28 @@ def test_optuna_search_resumes_after_being_killed(tiny_data_dir, tmp_path):
 def test_optuna_study_goes_on_past_failed_and_pruned_trials(tiny_data_dir, tmp_path):
     # Every value once (brute force): a good rate, one that raises, and 0 (chance accuracy: pruned).
     result = run_script(
-        "train.py", "-m", "hydra/sweeper=litvision_optuna", "+optimized_metric=val/acc_best",
-        f"hydra.sweeper.storage={tmp_path / 'study.db'}", "hydra.sweeper.study_name=lr", "hydra.sweeper.n_trials=3",
+        "train.py",
+        "-m",
+        "hydra/sweeper=litvision_optuna",
+        "+optimized_metric=val/acc_best",
+        f"hydra.sweeper.storage={tmp_path / 'study.db'}",
+        "hydra.sweeper.study_name=lr",
+        "hydra.sweeper.n_trials=3",
         "hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler",
         "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.3,n_warmup_steps:1}",
-        "model.optimizer.lr=choice(0.01,fast,0.0)", "trainer.max_epochs=2", *tiny(tiny_data_dir, tmp_path))
+        "model.optimizer.lr=choice(0.01,fast,0.0)",
+        "trainer.max_epochs=2",
+        *tiny(tiny_data_dir, tmp_path),
+    )
     study = optuna.load_study(study_name="lr", storage=f"sqlite:///{tmp_path / 'study.db'}")
     by_lr = {trial.params["model.optimizer.lr"]: trial for trial in study.trials}
-    assert {lr: trial.state.name for lr, trial in by_lr.items()} == {0.01: "COMPLETE", "fast": "FAIL",
-                                                                   0.0: "PRUNED"}
+    assert {lr: trial.state.name for lr, trial in by_lr.items()} == {0.01: "COMPLETE", "fast": "FAIL", 0.0: "PRUNED"}
     assert by_lr[0.01].value > 0.5
     assert len(by_lr[0.0].intermediate_values) == 2  # reported every epoch, stopped at the first allowed one
     sweep = only_sweep_dir(tmp_path)
-    assert statuses(job_dirs(sweep)) == {str(t.number): {"COMPLETE": "ok", "FAIL": "failed", "PRUNED": "pruned"}[
-        t.state.name] for t in study.trials}
+    assert statuses(job_dirs(sweep)) == {
+        str(t.number): {"COMPLETE": "ok", "FAIL": "failed", "PRUNED": "pruned"}[t.state.name] for t in study.trials
+    }
     assert "3 runs: 1 ok, 1 pruned, 1 failed" in result.stdout + result.stderr
 
     table = run_script("summarize.py", str(sweep)).stdout
@@ -135,12 +168,34 @@ def test_optuna_study_goes_on_past_failed_and_pruned_trials(tiny_data_dir, tmp_p
 
 def test_ddp_cpu_matches_one_process_and_batch_size_is_per_device(tiny_data_dir, tmp_path):
     # 2 processes x 32 images see exactly the batches of 1 process x 64 (rank r takes every 2nd example).
-    single = train(compose_train([f"data.data_dir={tiny_data_dir}", "data=mnist", "data.val_size=100", "model=mlp",
-                                  "trainer.max_epochs=1", "data.batch_size=64", "logger=csv", *QUIET],
-                                 tmp_path / "single"))
+    single = train(
+        compose_train(
+            [
+                f"data.data_dir={tiny_data_dir}",
+                "data=mnist",
+                "data.val_size=100",
+                "model=mlp",
+                "trainer.max_epochs=1",
+                "data.batch_size=64",
+                "logger=csv",
+                *QUIET,
+            ],
+            tmp_path / "single",
+        )
+    )
     ddp_dir = tmp_path / "ddp"
-    run_script("train.py", *tiny(tiny_data_dir, tmp_path, "trainer=ddp_cpu", "trainer.max_epochs=1",
-                                 "data.batch_size=32", "logger=csv", f"hydra.run.dir={ddp_dir}"))
+    run_script(
+        "train.py",
+        *tiny(
+            tiny_data_dir,
+            tmp_path,
+            "trainer=ddp_cpu",
+            "trainer.max_epochs=1",
+            "data.batch_size=32",
+            "logger=csv",
+            f"hydra.run.dir={ddp_dir}",
+        ),
+    )
     ddp = json.loads((ddp_dir / "metrics.json").read_text())["metrics"]
     assert abs(ddp["val/acc"] - single["val/acc"]) <= 0.02
     # data.batch_size is per device: each of the 2 ranks takes ceil(250 / 32) = 8 steps over its 250 images.
@@ -150,8 +205,12 @@ def test_ddp_cpu_matches_one_process_and_batch_size_is_per_device(tiny_data_dir,
 
 def test_multirun_with_ddp_cpu_runs_each_job_once(tiny_data_dir, tmp_path):
     # Lightning's DDP relaunches sys.argv: under -m that would rerun the whole sweep in every child.
-    run_script("train.py", "-m", "seed=1,2", *tiny(tiny_data_dir, tmp_path, "trainer=ddp_cpu", "trainer.max_epochs=1",
-                                                   "logger=csv"))
+    run_script(
+        "train.py",
+        "-m",
+        "seed=1,2",
+        *tiny(tiny_data_dir, tmp_path, "trainer=ddp_cpu", "trainer.max_epochs=1", "logger=csv"),
+    )
     assert [p.name for p in (tmp_path / "logs" / "train").iterdir()] == ["multiruns"]  # no stray run dirs
     sweep = only_sweep_dir(tmp_path)
     jobs = job_dirs(sweep)
@@ -161,23 +220,29 @@ def test_multirun_with_ddp_cpu_runs_each_job_once(tiny_data_dir, tmp_path):
         assert (job / "checkpoints" / "last.ckpt").is_file()
 
 
-@pytest.mark.parametrize("entry,message", [
-    ("interval(5,1)", "low <= high"),
-    ("tag(log, interval(0,1))", "low > 0"),
-    ("tag(exp, interval(1,2))", "unknown tag"),
-    ("interval(1,x)", "does not parse"),
-    ("range(5,1)", "the range is empty"),
-])
+@pytest.mark.parametrize(
+    "entry,message",
+    [
+        ("interval(5,1)", "low <= high"),
+        ("tag(log, interval(0,1))", "low > 0"),
+        ("tag(exp, interval(1,2))", "unknown tag"),
+        ("interval(1,x)", "does not parse"),
+        ("range(5,1)", "the range is empty"),
+    ],
+)
 def test_bad_search_space_entries_are_named(entry, message):
     with pytest.raises(SearchSpaceError, match=re.escape(message)) as caught:
         parse_search_space({"model.optimizer.lr": entry}, [])
     assert "model.optimizer.lr" in str(caught.value)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("hydra.sweeper.n_trial=3", "Key 'n_trial' not in 'OptunaSweeperConf'"),
-    ("hydra.sweeper.direction=up", "Invalid value 'up', expected one of [maximize, minimize]"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("hydra.sweeper.n_trial=3", "Key 'n_trial' not in 'OptunaSweeperConf'"),
+        ("hydra.sweeper.direction=up", "Invalid value 'up', expected one of [maximize, minimize]"),
+    ],
+)
 def test_bad_sweeper_options_are_refused_when_composing(override, message):
     # Hydra prints these composition errors as they are, without a traceback.
     GlobalHydra.instance().clear()
@@ -190,8 +255,11 @@ def test_bad_sweeper_options_are_refused_when_composing(override, message):
 def test_slurm_launcher_takes_nodes_from_the_trainer_and_one_task_per_gpu():
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=2",
-                                          "hydra.launcher.gpus_per_node=4"], return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=2", "hydra.launcher.gpus_per_node=4"],
+            return_hydra_config=True,
+        )
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert (cfg.hydra.launcher.nodes, cfg.hydra.launcher.tasks_per_node) == (2, 4)
     raw = OmegaConf.to_container(cfg.hydra, resolve=False)
@@ -203,8 +271,9 @@ def _finished_trials(database: Path) -> int:
         return 0
     try:
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
-            return connection.execute("SELECT count(*) FROM trials WHERE state IN ('COMPLETE','PRUNED','FAIL')"
-                                      ).fetchone()[0]
+            return connection.execute(
+                "SELECT count(*) FROM trials WHERE state IN ('COMPLETE','PRUNED','FAIL')"
+            ).fetchone()[0]
     except sqlite3.OperationalError:  # the tables are being created
         return 0
 

@@ -24,8 +24,9 @@ def tiny_run_args(data_dir: Path, root: Path, *extra: str) -> list[str]:
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_fast_dev_run_on_each_dataset(dataset, tiny_data_dir, tmp_path):
-    cfg = compose_train([f"data={dataset}", "debug=fdr", f"data.data_dir={tiny_data_dir}", "data.val_size=100",
-                         *QUIET], tmp_path)
+    cfg = compose_train(
+        [f"data={dataset}", "debug=fdr", f"data.data_dir={tiny_data_dir}", "data.val_size=100", *QUIET], tmp_path
+    )
     metrics = train(cfg)
     assert {"train/loss", "val/acc", "test/acc"} <= metrics.keys()
     assert all(torch.isfinite(torch.tensor(value)) for value in metrics.values())
@@ -33,8 +34,12 @@ def test_fast_dev_run_on_each_dataset(dataset, tiny_data_dir, tmp_path):
 
 def test_train_then_eval_gives_the_same_test_accuracy(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
-    trained = run_script("train.py", *tiny_run_args(tiny_data_dir, tmp_path, "data=mnist", "trainer.max_epochs=2",
-                                                      f"hydra.run.dir={run_dir}", "logger=many"))
+    trained = run_script(
+        "train.py",
+        *tiny_run_args(
+            tiny_data_dir, tmp_path, "data=mnist", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}", "logger=many"
+        ),
+    )
     assert "test/acc" in trained.stdout
     checkpoints = run_dir / "checkpoints"
     best = [p for p in checkpoints.glob("epoch_*.ckpt")]
@@ -44,37 +49,66 @@ def test_train_then_eval_gives_the_same_test_accuracy(tiny_data_dir, tmp_path):
     assert train_acc > 0.5, "the tiny dataset is learnable; chance is 0.1"
 
     # eval.py needs only the checkpoint: model and data come from inside it.
-    evaluated = run_script("eval.py", f"ckpt_path={best[0]}", f"paths.root_dir={tmp_path}", "logger=csv",
-                           f"hydra.run.dir={tmp_path / 'eval'}")
+    evaluated = run_script(
+        "eval.py",
+        f"ckpt_path={best[0]}",
+        f"paths.root_dir={tmp_path}",
+        "logger=csv",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    )
     eval_acc = _last_metric(tmp_path / "eval" / "csv" / "metrics.csv", "test/acc")
     assert eval_acc == pytest.approx(train_acc, abs=1e-6)
     assert "test/acc" in evaluated.stdout
 
 
 def test_checkpoint_holds_plain_configs_and_loads_weights_only(tiny_data_dir, tmp_path):
-    cfg = compose_train(["data=cifar10", "model=resnet", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                         "trainer.limit_val_batches=1", "test=false", "data.batch_size=16", f"data.data_dir={tiny_data_dir}",
-                         "data.val_size=100", *QUIET], tmp_path)
+    cfg = compose_train(
+        [
+            "data=cifar10",
+            "model=resnet",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1",
+            "test=false",
+            "data.batch_size=16",
+            f"data.data_dir={tiny_data_dir}",
+            "data.val_size=100",
+            *QUIET,
+        ],
+        tmp_path,
+    )
     train(cfg)
     checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")  # weights_only=True inside
     hparams = checkpoint["hyper_parameters"]
-    assert hparams["model_config"]["net"]["_target_"] == "litvision.models.resnet.ResNet"
+    assert hparams["net"]["_target_"] == "litvision.models.resnet.ResNet"
+    assert hparams["optimizer"]["_target_"] == "torch.optim.SGD" and hparams["label_smoothing"] == 0.1
     assert hparams["data_config"]["class_names"][0] == "airplane"
-    assert type(hparams["model_config"]) is dict and type(hparams["data_config"]["mean"]) is list
+    assert type(hparams["net"]) is dict and type(hparams["data_config"]["mean"]) is list
 
 
 def test_resume_continues_from_the_saved_epoch(tiny_data_dir, tmp_path):
     first = tmp_path / "first"
-    run_script("train.py", *tiny_run_args(tiny_data_dir, tmp_path, "trainer.max_epochs=2", "logger=csv",
-                                          f"hydra.run.dir={first}"))
+    run_script(
+        "train.py",
+        *tiny_run_args(tiny_data_dir, tmp_path, "trainer.max_epochs=2", "logger=csv", f"hydra.run.dir={first}"),
+    )
     last = first / "checkpoints" / "last.ckpt"
     saved = read_checkpoint(last)
     assert saved["epoch"] == 1
     steps_per_epoch = saved["global_step"] // 2
 
     resumed = tmp_path / "resumed"
-    run_script("train.py", *tiny_run_args(tiny_data_dir, tmp_path, "trainer.max_epochs=3", "logger=csv",
-                                          f"ckpt_path={last}", f"hydra.run.dir={resumed}"))
+    run_script(
+        "train.py",
+        *tiny_run_args(
+            tiny_data_dir,
+            tmp_path,
+            "trainer.max_epochs=3",
+            "logger=csv",
+            f"ckpt_path={last}",
+            f"hydra.run.dir={resumed}",
+        ),
+    )
     after = read_checkpoint(resumed / "checkpoints" / "last.ckpt")
     assert after["epoch"] == 2 and after["global_step"] == 3 * steps_per_epoch
     # Only the third epoch was trained in the resumed run.
@@ -88,18 +122,30 @@ def test_resume_continues_from_the_saved_epoch(tiny_data_dir, tmp_path):
 
 def test_resume_with_another_model_is_refused_clearly(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
-    run_script("train.py", *tiny_run_args(tiny_data_dir, tmp_path, "trainer.max_epochs=1", "test=false",
-                                          "logger=csv", f"hydra.run.dir={run_dir}"))
-    result = run_script("train.py", *tiny_run_args(tiny_data_dir, tmp_path, "model=mlp",
-                                                   f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"),
-                        check=False)
+    run_script(
+        "train.py",
+        *tiny_run_args(
+            tiny_data_dir, tmp_path, "trainer.max_epochs=1", "test=false", "logger=csv", f"hydra.run.dir={run_dir}"
+        ),
+    )
+    result = run_script(
+        "train.py",
+        *tiny_run_args(tiny_data_dir, tmp_path, "model=mlp", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"),
+        check=False,
+    )
     assert result.returncode == 2
     assert "different network" in result.stderr and "Traceback" not in result.stderr + result.stdout
 
 
 def test_multirun_gives_one_run_dir_per_job_in_one_sweep_dir(tiny_data_dir, tmp_path):
-    run_script("train.py", "-m", "model=mlp,lenet", "data=mnist,fashion_mnist", "trainer.max_epochs=1",
-               *tiny_run_args(tiny_data_dir, tmp_path, "logger=csv"))
+    run_script(
+        "train.py",
+        "-m",
+        "model=mlp,lenet",
+        "data=mnist,fashion_mnist",
+        "trainer.max_epochs=1",
+        *tiny_run_args(tiny_data_dir, tmp_path, "logger=csv"),
+    )
     sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
     assert len(sweeps) == 1
     jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
@@ -135,8 +181,15 @@ def test_bad_input_gives_one_clear_line_and_no_traceback(args, expected, tmp_pat
 def test_missing_cifar10_offline_names_the_dataset_places_and_fixes(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_script("train.py", "data=cifar10", f"data.data_dir={empty}", f"paths.root_dir={tmp_path}",
-                        *QUIET, check=False, timeout=300)
+    result = run_script(
+        "train.py",
+        "data=cifar10",
+        f"data.data_dir={empty}",
+        f"paths.root_dir={tmp_path}",
+        *QUIET,
+        check=False,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert "CIFAR-10 not found" in result.stderr and str(empty / "cifar-10-batches-py") in result.stderr
     assert "Fix:" in result.stderr and "Traceback" not in result.stderr + result.stdout
@@ -172,8 +225,20 @@ class _SeenPerEpoch(Callback):
 
 
 def test_epoch_metrics_count_each_epoch_once_and_match_a_direct_count(tiny_data_dir, tmp_path):
-    cfg = compose_train(["data=mnist", "model=mlp", "trainer.max_epochs=3", f"data.data_dir={tiny_data_dir}",
-                         "data.val_size=100", "data.batch_size=32", "test=false", "logger=none", *QUIET], tmp_path)
+    cfg = compose_train(
+        [
+            "data=mnist",
+            "model=mlp",
+            "trainer.max_epochs=3",
+            f"data.data_dir={tiny_data_dir}",
+            "data.val_size=100",
+            "data.batch_size=32",
+            "test=false",
+            "logger=none",
+            *QUIET,
+        ],
+        tmp_path,
+    )
     datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
     seen = _SeenPerEpoch()
     trainer = build(cfg.trainer, "trainer", callbacks=[seen], logger=False, enable_checkpointing=False)
@@ -193,9 +258,22 @@ def test_epoch_metrics_count_each_epoch_once_and_match_a_direct_count(tiny_data_
 def test_train_accuracy_is_the_share_of_training_examples_the_net_got_right(tiny_data_dir, tmp_path):
     # lr=0 keeps the net as it was built (the MLP has no dropout or batch norm), so train/acc can be
     # counted again here over the whole training split; the last batch is a smaller one.
-    cfg = compose_train(["data=mnist", "model=mlp", "trainer.max_epochs=1", f"data.data_dir={tiny_data_dir}",
-                         "data.val_size=100", "data.batch_size=48", "model.optimizer.lr=0", "model.scheduler=null",
-                         "test=false", "logger=none", *QUIET], tmp_path)
+    cfg = compose_train(
+        [
+            "data=mnist",
+            "model=mlp",
+            "trainer.max_epochs=1",
+            f"data.data_dir={tiny_data_dir}",
+            "data.val_size=100",
+            "data.batch_size=48",
+            "model.optimizer.lr=0",
+            "model.scheduler=null",
+            "test=false",
+            "logger=none",
+            *QUIET,
+        ],
+        tmp_path,
+    )
     datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
     trainer = build(cfg.trainer, "trainer", logger=False, enable_checkpointing=False)
     trainer.fit(model, datamodule=datamodule)
@@ -204,11 +282,15 @@ def test_train_accuracy_is_the_share_of_training_examples_the_net_got_right(tiny
     with torch.no_grad():
         logits = model(datamodule.prepare_batch(images, augment=False))
     assert float(trainer.callback_metrics["train/acc"]) == pytest.approx(
-        (logits.argmax(1) == labels).float().mean().item(), abs=1e-6)
+        (logits.argmax(1) == labels).float().mean().item(), abs=1e-6
+    )
     loader = datamodule.train_dataloader()  # the batches of epoch 0 again, in the same order
     loader.sampler.set_epoch(0)
     with torch.no_grad():
-        batch_losses = [torch.nn.functional.cross_entropy(model(datamodule.prepare_batch(x, augment=False)), y).item()
-                        for x, y in loader]
-    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(sum(batch_losses) / len(batch_losses),
-                                                                          rel=1e-5)
+        batch_losses = [
+            torch.nn.functional.cross_entropy(model(datamodule.prepare_batch(x, augment=False)), y).item()
+            for x, y in loader
+        ]
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(
+        sum(batch_losses) / len(batch_losses), rel=1e-5
+    )

@@ -8,8 +8,8 @@ import torch
 
 from litvision.errors import CheckpointError
 
-# Keys under which ImageClassifier.hparams keep the resolved model and data configs.
-MODEL_CONFIG_KEY, DATA_CONFIG_KEY = "model_config", "data_config"
+# ImageClassifier saves its constructor arguments (the model config) and the data config under this key.
+DATA_CONFIG_KEY = "data_config"
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -24,18 +24,25 @@ def read_checkpoint(path: str | Path) -> dict:
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not hparams or MODEL_CONFIG_KEY not in hparams or DATA_CONFIG_KEY not in hparams:
+    if not isinstance(hparams, dict) or not isinstance(hparams.get("net"), dict) or not hparams.get(DATA_CONFIG_KEY):
         raise CheckpointError(f"{path} is not a litvision checkpoint (no model/data config inside)")
     return checkpoint
 
 
-def check_resumable(checkpoint: dict, path: str | Path, model_config: dict) -> None:
+def saved_configs(checkpoint: dict) -> tuple[dict, dict]:
+    """(model config, data config) of a checkpoint from :func:`read_checkpoint`."""
+    hparams = dict(checkpoint["hyper_parameters"])
+    data_config = hparams.pop(DATA_CONFIG_KEY)
+    return hparams, data_config
+
+
+def check_resumable(checkpoint: dict, path: str | Path, net_config: dict) -> None:
     """Resuming with another architecture would fail deep in ``load_state_dict``: say so up front."""
-    saved = checkpoint["hyper_parameters"][MODEL_CONFIG_KEY].get("net")
-    if saved != model_config.get("net"):
+    saved = checkpoint["hyper_parameters"]["net"]
+    if saved != net_config:
         raise CheckpointError(
             f"{path} holds a different network ({saved.get('_target_')} {_brief(saved)}) than this run's "
-            f"model config ({_brief(model_config.get('net'))}); pass the same model=... options used to train it"
+            f"model config ({_brief(net_config)}); pass the same model=... options used to train it"
         )
 
 

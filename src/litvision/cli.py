@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -23,9 +23,14 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
         apply_runtime(cfg.get("runtime"))
         metrics = task(cfg)
     except LitvisionError as err:
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if in_multirun():
             raise  # Hydra records the job as failed
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     metric_name = cfg.get("optimized_metric")
     return metrics.get(metric_name) if metric_name else None
+
+
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (``-m``) rather than a single run."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

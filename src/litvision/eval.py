@@ -8,25 +8,25 @@ import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 
-from litvision.checkpoint import DATA_CONFIG_KEY, MODEL_CONFIG_KEY, read_checkpoint
+from litvision.checkpoint import read_checkpoint, saved_configs
+from litvision.classifier import ImageClassifier
 from litvision.instantiate import build, build_each, plain
+from litvision.sweeps.records import scalars
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Return the test metrics of ``cfg.ckpt_path``; non-null ``cfg.data`` keys override the saved data config."""
-    checkpoint = read_checkpoint(cfg.ckpt_path)
-    saved = checkpoint["hyper_parameters"]
-    del checkpoint  # the trainer reads the weights itself; don't hold two copies
+    model_config, data_config = saved_configs(read_checkpoint(cfg.ckpt_path))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    data_config = {**saved[DATA_CONFIG_KEY], **{k: v for k, v in plain(cfg.data).items() if v is not None}}
+    data_config = {**data_config, **{k: v for k, v in plain(cfg.data).items() if v is not None}}
     datamodule = build(data_config, "data")
-    model = build(saved[MODEL_CONFIG_KEY], "model")
+    model = ImageClassifier(**model_config)
     loggers = build_each(cfg.get("logger"), "logger")
     trainer = build(cfg.trainer, "trainer", callbacks=[RichProgressBar()], logger=loggers or False)
     trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    metrics = scalars(trainer.callback_metrics)
     log.info("test/acc=%.4f  (%s)", metrics.get("test/acc", float("nan")), cfg.ckpt_path)
     return metrics

@@ -13,11 +13,11 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
 from litvision.sweeps.outcome import SweepFailed, job_outcome, report
@@ -29,15 +29,15 @@ log = logging.getLogger(__name__)
 @dataclass
 class GridSweeperConf:
     _target_: str = "hydra_plugins.litvision_sweepers.grid_sweeper.GridSweeper"
-    max_batch_size: Optional[int] = None  # jobs handed to the launcher at once (null: all)
-    params: Optional[Dict[str, str]] = None  # sweeps kept in config, e.g. {seed: "1,2,3"}
+    max_batch_size: int | None = None  # jobs handed to the launcher at once (null: all)
+    params: dict[str, str] | None = None  # sweeps kept in config, e.g. {seed: "1,2,3"}
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="litvision_grid", node=GridSweeperConf, provider="litvision")
 
 
 class GridSweeper(BasicSweeper):
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])

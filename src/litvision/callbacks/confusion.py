@@ -10,7 +10,14 @@ from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from litvision.callbacks.render import confusion_picture, save_png
-from litvision.callbacks.support import LogitsCapture, add_picture, class_names, output_dir, tensorboard_writer
+from litvision.callbacks.support import (
+    add_picture,
+    class_names,
+    due_this_epoch,
+    output_dir,
+    step_logits,
+    tensorboard_writer,
+)
 
 
 class ConfusionMatrix(Callback):
@@ -23,19 +30,25 @@ class ConfusionMatrix(Callback):
     - ``<dirpath>/confusion_matrix.png`` when fit ends and again when test ends (test wins when both run),
       with or without any logger.
 
-    The matrix is synced across ranks by torchmetrics; only rank 0 draws and writes.
+    The logits are what ``validation_step``/``test_step`` return. The matrix is synced across ranks
+    by torchmetrics; only rank 0 draws and writes.
     """
 
-    def __init__(self, every_n_epochs: int = 1, per_class_accuracy: bool = True, dirpath: str | None = None,
-                 filename: str = "confusion_matrix.png"):
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        per_class_accuracy: bool = True,
+        dirpath: str | None = None,
+        filename: str = "confusion_matrix.png",
+    ):
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1 (got {every_n_epochs})")
         self.every_n_epochs, self.per_class_accuracy = every_n_epochs, per_class_accuracy
         self.dirpath, self.filename = dirpath, filename
-        self._capture = LogitsCapture()
         self._metric: MulticlassConfusionMatrix | None = None
         self._latest: tuple[np.ndarray, str, list[str]] | None = None  # (matrix, title, class names) for the PNG
         self._seen = False
+        self._counting = False  # between an epoch's start and end; not in the sanity check
 
     # -- hooks ---------------------------------------------------------------------------------
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -46,20 +59,24 @@ class ConfusionMatrix(Callback):
         self._start(pl_module)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._update(batch, dataloader_idx)
+        self._update(outputs, batch, dataloader_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._update(batch, dataloader_idx)
+        self._update(outputs, batch, dataloader_idx)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or not self._capture.attached:
+        if trainer.sanity_checking or not self._counting:
             return
-        epoch = trainer.current_epoch
-        due = epoch % self.every_n_epochs == 0 or epoch + 1 == trainer.max_epochs
-        self._finish(trainer, pl_module, "val", f"validation confusion matrix, epoch {epoch}", draw=due)
+        self._finish(
+            trainer,
+            pl_module,
+            "val",
+            f"validation confusion matrix, epoch {trainer.current_epoch}",
+            draw=due_this_epoch(trainer, self.every_n_epochs),
+        )
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._capture.attached:
+        if self._counting:
             self._finish(trainer, pl_module, "test", "test confusion matrix", draw=True)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -68,21 +85,18 @@ class ConfusionMatrix(Callback):
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._write_png(trainer)
 
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._capture.detach()
-
     # -- work ----------------------------------------------------------------------------------
     def _start(self, pl_module: LightningModule) -> None:
-        self._capture.attach(pl_module)
+        self._counting = True
         if self._metric is not None:
             self._metric.reset()
         self._seen = False
 
-    def _update(self, batch, dataloader_idx: int) -> None:
-        if not self._capture.attached or dataloader_idx != 0:
+    def _update(self, outputs, batch, dataloader_idx: int) -> None:
+        if not self._counting or dataloader_idx != 0:
             return
         labels = batch[1]
-        logits = self._capture.take(labels)
+        logits = step_logits(outputs, labels)
         if logits is None:
             return
         if self._metric is None or self._metric.num_classes != logits.shape[1]:
@@ -91,7 +105,7 @@ class ConfusionMatrix(Callback):
         self._seen = True
 
     def _finish(self, trainer: Trainer, pl_module: LightningModule, stage: str, title: str, draw: bool) -> None:
-        self._capture.detach()
+        self._counting = False
         if not self._seen or self._metric is None:
             return
         matrix = self._metric.compute().cpu().numpy()  # a collective under DDP: every rank computes
@@ -102,14 +116,19 @@ class ConfusionMatrix(Callback):
                 if totals[index]:
                     # A slash would nest the tag; "T-shirt/top" becomes "T-shirt_top".
                     tag = f"{stage}_class_acc/{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}"
-                    pl_module.log(tag, float(matrix[index, index] / totals[index]), on_step=False, on_epoch=True,
-                                  sync_dist=True)  # equal on every rank already; this only quiets the DDP hint
+                    pl_module.log(
+                        tag, float(matrix[index, index] / totals[index]), on_step=False, on_epoch=True, sync_dist=True
+                    )  # equal on every rank already; this only quiets the DDP hint
         accuracy = np.trace(matrix) / max(matrix.sum(), 1)
         self._latest = (matrix, f"{title} (accuracy {accuracy:.2%})", names)
         writer = tensorboard_writer(trainer)
         if draw and writer is not None:
-            add_picture(writer, f"{stage}/confusion_matrix", confusion_picture(matrix, names, self._latest[1]),
-                       trainer.global_step)
+            add_picture(
+                writer,
+                f"{stage}/confusion_matrix",
+                confusion_picture(matrix, names, self._latest[1]),
+                trainer.global_step,
+            )
 
     @rank_zero_only
     def _write_png(self, trainer: Trainer) -> None:

@@ -66,5 +66,9 @@ class LearningCurves(Callback):
     @rank_zero_only
     def _write(self, trainer: Trainer) -> None:
         if self.history:
-            title = f"{type(trainer.lightning_module.net).__name__}" if hasattr(trainer.lightning_module, "net") else None
-            save_png(curves_figure({"run": self.curves()}, title=title), output_dir(self.dirpath, trainer) / self.filename)
+            title = (
+                f"{type(trainer.lightning_module.net).__name__}" if hasattr(trainer.lightning_module, "net") else None
+            )
+            save_png(
+                curves_figure({"run": self.curves()}, title=title), output_dir(self.dirpath, trainer) / self.filename
+            )

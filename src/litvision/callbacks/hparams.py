@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from lightning import Callback, LightningModule, Trainer
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from litvision.callbacks.support import tensorboard_writer
-from litvision.checkpoint import DATA_CONFIG_KEY, MODEL_CONFIG_KEY
+from litvision.checkpoint import DATA_CONFIG_KEY
 
 Scalar = (bool, int, float, str)
 
@@ -16,7 +17,7 @@ Scalar = (bool, int, float, str)
 class HParamsLogger(Callback):
     """Writes the HParams plugin's entry for the run once, at fit start, into the TensorBoard run.
 
-    The hyperparameters are the flattened ``model_config`` and ``data_config`` the module carries (so
+    The hyperparameters are the module's own (its model config) and the ``data_config`` it carries (so
     ``model/optimizer/lr``, ``model/net/widths``, ``data/batch_size``...) plus ``extra`` from the config
     (seed, epochs, precision). A ``_target_`` becomes its class name (``model/net: SmallCNN``); lists become
     text. Only the metric *names* are declared: TensorBoard shows each run's latest value of those scalar
@@ -24,8 +25,12 @@ class HParamsLogger(Callback):
     placeholder value is ever logged. Runs of a sweep then compare in one table.
     """
 
-    def __init__(self, metrics: Sequence[str] = ("val/acc_best", "test/acc"), extra: Mapping[str, Any] | None = None,
-                 exclude: Sequence[str] = ()):
+    def __init__(
+        self,
+        metrics: Sequence[str] = ("val/acc_best", "test/acc"),
+        extra: Mapping[str, Any] | None = None,
+        exclude: Sequence[str] = (),
+    ):
         self.metrics, self.extra, self.exclude = list(metrics), dict(extra or {}), set(exclude)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -33,7 +38,8 @@ class HParamsLogger(Callback):
         if writer is None:
             return
         params = self.collect(pl_module)
-        file_writer = writer._get_file_writer()  # SummaryWriter.add_hparams would start a separate run folder
+        # Private: SummaryWriter.add_hparams, the public way, would write into a separate run folder.
+        file_writer = writer._get_file_writer()
         for summary in hparams_summaries(params, {name: 0.0 for name in self.metrics}):
             file_writer.add_summary(summary)
         writer.flush()
@@ -41,9 +47,8 @@ class HParamsLogger(Callback):
     def collect(self, pl_module: LightningModule) -> dict[str, Any]:
         """The flat {name: bool/int/float/str} the HParams plugin takes."""
         hparams = dict(pl_module.hparams)
-        sources = {"model": hparams.pop(MODEL_CONFIG_KEY, None), "data": hparams.pop(DATA_CONFIG_KEY, None)}
-        if sources["model"] is None:  # a module without the saved configs: its own hyperparameters
-            sources["model"] = hparams
+        data = hparams.pop(DATA_CONFIG_KEY, None)
+        sources = {"model": hparams, "data": data}
         params: dict[str, Any] = {}
         for prefix, source in {**sources, **self.extra}.items():
             _flatten(prefix, source, params)

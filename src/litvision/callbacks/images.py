@@ -11,8 +11,16 @@ import torch.nn.functional as F
 from lightning import Callback, LightningModule, Trainer
 
 from litvision.callbacks.render import image_grid
-from litvision.callbacks.support import (LogitsCapture, add_picture, announce_off, class_names, displayable,
-                                         has_tensorboard, tensorboard_writer)
+from litvision.callbacks.support import (
+    add_picture,
+    announce_off,
+    class_names,
+    displayable,
+    due_this_epoch,
+    has_tensorboard,
+    step_logits,
+    tensorboard_writer,
+)
 
 
 class TrainSamples(Callback):
@@ -40,8 +48,12 @@ class TrainSamples(Callback):
         images, labels = batch[0][: self.num_images], batch[1][: self.num_images]
         names = class_names(trainer, _num_classes(trainer, pl_module) or int(labels.max()) + 1)
         captions = [names[int(label)] for label in labels]
-        figure = image_grid(displayable(trainer, images), captions, columns=self.columns,
-                            title=f"training samples after augmentation (epoch {trainer.current_epoch})")
+        figure = image_grid(
+            displayable(trainer, images),
+            captions,
+            columns=self.columns,
+            title=f"training samples after augmentation (epoch {trainer.current_epoch})",
+        )
         add_picture(writer, "train/samples", figure, trainer.global_step)
 
 
@@ -51,7 +63,7 @@ class ValPredictions(Callback):
     ``val/predictions``: the first ``num_images`` validation images (the same ones each time) with the
     predicted class and its probability; mistakes are framed in red and name the true class.
     ``val/highest_loss``: the ``num_highest_loss`` validation examples the net got most wrong.
-    Logits come from a forward hook on the module during validation, not from a second forward pass.
+    The logits are what ``validation_step`` returns: no second forward pass.
     """
 
     def __init__(self, every_n_epochs: int = 1, num_images: int = 32, num_highest_loss: int = 16, columns: int = 8):
@@ -59,7 +71,7 @@ class ValPredictions(Callback):
             raise ValueError(f"every_n_epochs must be >= 1 (got {every_n_epochs})")
         self.every_n_epochs, self.num_images, self.columns = every_n_epochs, num_images, columns
         self.num_highest_loss = num_highest_loss
-        self._capture = LogitsCapture()
+        self._drawing = False  # this validation epoch is drawn
         self._first: dict[str, torch.Tensor] | None = None
         self._highest: dict[str, torch.Tensor] | None = None
         self._num_classes = 0
@@ -67,29 +79,30 @@ class ValPredictions(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         announce_off("val_predictions", trainer)
 
-    def _due(self, trainer: Trainer) -> bool:
-        if trainer.sanity_checking or not has_tensorboard(trainer):
-            return False
-        epoch = trainer.current_epoch
-        return epoch % self.every_n_epochs == 0 or epoch + 1 == trainer.max_epochs
-
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._first = self._highest = None
-        if self._due(trainer):
-            self._capture.attach(pl_module)
+        self._drawing = (
+            not trainer.sanity_checking and has_tensorboard(trainer) and due_this_epoch(trainer, self.every_n_epochs)
+        )
 
-    def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int,
-                                dataloader_idx: int = 0) -> None:
-        if not self._capture.attached or dataloader_idx != 0:
+    def on_validation_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if not self._drawing or dataloader_idx != 0:
             return
         images, labels = batch[0], batch[1]
-        logits = self._capture.take(labels)
+        logits = step_logits(outputs, labels)
         if logits is None:
             return
         self._num_classes = logits.shape[1]
         probs, preds = logits.float().softmax(dim=1).max(dim=1)
-        found = {"images": images, "labels": labels, "preds": preds, "probs": probs,
-                 "loss": F.cross_entropy(logits.float(), labels, reduction="none")}
+        found = {
+            "images": images,
+            "labels": labels,
+            "preds": preds,
+            "probs": probs,
+            "loss": F.cross_entropy(logits.float(), labels, reduction="none"),
+        }
         if self._first is None:
             self._first = {name: value[: self.num_images].clone() for name, value in found.items()}
         self._keep_highest(found)
@@ -107,9 +120,9 @@ class ValPredictions(Callback):
         self._highest = {name: value[keep] for name, value in merged.items()}
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._capture.attached:
+        if not self._drawing:
             return
-        self._capture.detach()
+        self._drawing = False
         highest = self._highest
         if highest is not None and trainer.world_size > 1:
             gathered = pl_module.all_gather(highest)  # every rank calls it: it is a collective
@@ -123,25 +136,37 @@ class ValPredictions(Callback):
         first = self._first
         names = class_names(trainer, self._num_classes)
         right = (first["preds"] == first["labels"]).tolist()
-        captions = [_caption(names, pred, prob, label) for pred, prob, label in
-                    zip(first["preds"].tolist(), first["probs"].tolist(), first["labels"].tolist())]
+        captions = [
+            _caption(names, pred, prob, label)
+            for pred, prob, label in zip(first["preds"].tolist(), first["probs"].tolist(), first["labels"].tolist())
+        ]
         accuracy = sum(right) / len(right)
-        figure = image_grid(displayable(trainer, first["images"]), captions, [not ok for ok in right], self.columns,
-                            title=f"validation predictions, epoch {epoch} ({accuracy:.0%} of these right)")
+        figure = image_grid(
+            displayable(trainer, first["images"]),
+            captions,
+            [not ok for ok in right],
+            self.columns,
+            title=f"validation predictions, epoch {epoch} ({accuracy:.0%} of these right)",
+        )
         add_picture(writer, "val/predictions", figure, step)
         if highest is not None:
             valid = highest["loss"] > float("-inf")
             highest = {name: value[valid] for name, value in highest.items()}
-            captions = [f"{_caption(names, pred, prob, label)}\nloss {loss:.2f}" for pred, prob, label, loss in
-                        zip(*(highest[key].tolist() for key in ("preds", "probs", "labels", "loss")))]
-            figure = image_grid(displayable(trainer, highest["images"]), captions,
-                                (highest["preds"] != highest["labels"]).tolist(), self.columns,
-                                title=f"highest-loss validation examples, epoch {epoch}")
+            captions = [
+                f"{_caption(names, pred, prob, label)}\nloss {loss:.2f}"
+                for pred, prob, label, loss in zip(
+                    *(highest[key].tolist() for key in ("preds", "probs", "labels", "loss"))
+                )
+            ]
+            figure = image_grid(
+                displayable(trainer, highest["images"]),
+                captions,
+                (highest["preds"] != highest["labels"]).tolist(),
+                self.columns,
+                title=f"highest-loss validation examples, epoch {epoch}",
+            )
             add_picture(writer, "val/highest_loss", figure, step)
         self._first = self._highest = None
-
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._capture.detach()  # an interrupted validation must not leave the hook on the module
 
 
 def _num_classes(trainer: Trainer, pl_module: LightningModule) -> int:

@@ -13,23 +13,28 @@ import functools
 import math
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image, ImageDraw, ImageFont
 
 RIGHT, WRONG = "#1a9850", "#d73027"  # caption colours: green for a right prediction, red for a mistake
 _RGB_WRONG = np.array([0xD7, 0x30, 0x27], dtype=np.uint8)
 _CAPTION_PX, _TITLE_PX = 11, 13
 
 
-def image_grid(images: np.ndarray, captions: Sequence[str], mistakes: Sequence[bool] | None = None,
-               columns: int = 8, title: str | None = None) -> np.ndarray:
+def image_grid(
+    images: np.ndarray,
+    captions: Sequence[str],
+    mistakes: Sequence[bool] | None = None,
+    columns: int = 8,
+    title: str | None = None,
+) -> np.ndarray:
     """A grid of ``images`` (N, H, W, C) in [0, 1], each captioned; mistakes get a red caption and frame.
 
     Returns the grid as an (H, W, 3) uint8 array (what TensorBoard's image summary takes), drawn with
@@ -65,14 +70,21 @@ def image_grid(images: np.ndarray, captions: Sequence[str], mistakes: Sequence[b
     for index, caption in enumerate(captions[:count]):
         row, col = divmod(index, columns)
         color = (WRONG if mistakes[index] else RIGHT) if marked else "black"
-        draw.multiline_text((col * cell_w + cell_w / 2, top_band + row * cell_h + 2), caption, font=font, fill=color,
-                            anchor="ma", align="center", spacing=2)
+        draw.multiline_text(
+            (col * cell_w + cell_w / 2, top_band + row * cell_h + 2),
+            caption,
+            font=font,
+            fill=color,
+            anchor="ma",
+            align="center",
+            spacing=2,
+        )
     if title:
         draw.text((mosaic.shape[1] / 2, 4), title, font=_font(_TITLE_PX), fill="black", anchor="ma")
     return np.asarray(canvas)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _font(pixels: int) -> ImageFont.FreeTypeFont:
     """DejaVu Sans, the font matplotlib ships (and uses by default), so the grids match the other figures."""
     return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), pixels)
@@ -102,8 +114,13 @@ def confusion_picture(matrix: np.ndarray, class_names: Sequence[str], title: str
     draw.rectangle((left_w - 1, top - 1, left_w + count * cell, top + count * cell), outline="#444444")
     if count <= 30:  # beyond that the numbers are unreadable; the colours still tell
         for (row, col), value in np.ndenumerate(matrix):
-            draw.text((left_w + col * cell + cell / 2, top + row * cell + cell / 2), str(int(value)), font=number_font,
-                      fill="white" if shares[row, col] > 0.5 else "black", anchor="mm")
+            draw.text(
+                (left_w + col * cell + cell / 2, top + row * cell + cell / 2),
+                str(int(value)),
+                font=number_font,
+                fill="white" if shares[row, col] > 0.5 else "black",
+                anchor="mm",
+            )
     for index, name in enumerate(names):
         centre = index * cell + cell / 2
         draw.text((left_w - 6, top + centre), name, font=label_font, fill="black", anchor="rm")
@@ -164,8 +181,13 @@ def curves_figure(runs: Mapping[str, Mapping[str, Curve]], title: str | None = N
     if title:
         fig.suptitle(title, fontsize=10)
     # Fixed margins in inches, so the legend rows below never overlap the axes.
-    fig.subplots_adjust(left=0.06, right=0.99, wspace=0.18, top=1 - 0.45 / height,
-                        bottom=(0.55 + 0.18 * legend_rows + (0.1 if legend_rows else 0)) / height)
+    fig.subplots_adjust(
+        left=0.06,
+        right=0.99,
+        wspace=0.18,
+        top=1 - 0.45 / height,
+        bottom=(0.55 + 0.18 * legend_rows + (0.1 if legend_rows else 0)) / height,
+    )
     return fig
 
 

@@ -1,4 +1,4 @@
-"""What the dashboard callbacks share: the TensorBoard writer, class names, images for display, logits."""
+"""What the dashboard callbacks share: the TensorBoard writer, class names, images for display, the step's logits."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning import LightningModule, Trainer
+from lightning import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -58,38 +58,14 @@ def add_picture(writer, tag: str, picture: np.ndarray, step: int) -> None:
     writer.add_image(tag, picture, global_step=step, dataformats="HWC")
 
 
-class LogitsCapture:
-    """The logits of each evaluation batch, read with a forward hook on the LightningModule.
+def due_this_epoch(trainer: Trainer, every_n_epochs: int) -> bool:
+    """The drawing rule of the image callbacks: every ``every_n_epochs`` epochs from the first, and the last."""
+    epoch = trainer.current_epoch
+    return epoch % every_n_epochs == 0 or epoch + 1 == trainer.max_epochs
 
-    The model's step code stays as it is and no second forward pass is spent: the hook keeps what
-    ``self(images)`` returned inside ``validation_step``/``test_step``. Under DDP the module is also
-    called by the wrapper's redirection and then returns the step's output (None), which is ignored.
-    """
 
-    def __init__(self) -> None:
-        self._handle = None
-        self._last: torch.Tensor | None = None
-
-    @property
-    def attached(self) -> bool:
-        return self._handle is not None
-
-    def attach(self, module: LightningModule) -> None:
-        self.detach()
-        self._handle = module.register_forward_hook(self._keep)
-
-    def detach(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-        self._handle, self._last = None, None
-
-    def _keep(self, module: Any, args: Any, output: Any) -> None:
-        if isinstance(output, torch.Tensor) and output.ndim == 2:
-            self._last = output.detach()
-
-    def take(self, labels: torch.Tensor) -> torch.Tensor | None:
-        """This batch's logits, if the last forward call was on it."""
-        logits, self._last = self._last, None
-        if logits is None or logits.shape[0] != labels.shape[0]:
-            return None
-        return logits
+def step_logits(outputs: Any, labels: torch.Tensor) -> torch.Tensor | None:
+    """The logits a ``validation_step``/``test_step`` returned for this batch (None if it returned something else)."""
+    if isinstance(outputs, torch.Tensor) and outputs.ndim == 2 and outputs.shape[0] == labels.shape[0]:
+        return outputs
+    return None

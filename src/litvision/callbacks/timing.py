@@ -35,5 +35,6 @@ class EpochTimer(Callback):
         epoch_s = time.perf_counter() - self._epoch_start
         train_s = max(self._last_batch_end - self._epoch_start, 1e-9)
         pl_module.log("time/epoch_s", epoch_s, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
-        pl_module.log("time/images_per_s", self._images / train_s, on_step=False, on_epoch=True, sync_dist=True,
-                      reduce_fx="sum")
+        pl_module.log(
+            "time/images_per_s", self._images / train_s, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="sum"
+        )

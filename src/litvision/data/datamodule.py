@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -89,8 +89,12 @@ class ImageDataModule(LightningDataModule):
             return
         self.synthetic = is_synthetic(self.dataset, self.data_dir)
         if self.synthetic:
-            log.warning("%s holds synthetic %s files (scripts/synthetic_data.py): fine for timing, "
-                        "but accuracy on them says nothing about the real dataset", self.data_dir, self.dataset)
+            log.warning(
+                "%s holds synthetic %s files (scripts/synthetic_data.py): fine for timing, "
+                "but accuracy on them says nothing about the real dataset",
+                self.data_dir,
+                self.dataset,
+            )
         images, labels = load_split(self.dataset, self.data_dir, train=True)
         train_idx, val_idx = self.split_indices(len(images))
         self.splits["train"] = (images[train_idx], labels[train_idx])
@@ -127,8 +131,13 @@ class ImageDataModule(LightningDataModule):
         if split != "test":
             train_idx, val_idx = self.split_indices(len(parsed))
             parsed = Subset(parsed, (train_idx if split == "train" else val_idx).tolist())
-        return DataLoader(parsed, batch_size=batch_size, shuffle=train, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            parsed,
+            batch_size=batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self):
         return self._loader("train", train=True)

@@ -146,7 +146,7 @@ def _find_unreadable(spec: DatasetFiles, data_dir: Path) -> Path | None:
     for path in spec.paths(data_dir):
         try:
             if spec.gzipped:
-                header = path.read_bytes()[:4 + 4 * 3]
+                header = path.read_bytes()[: 4 + 4 * 3]
                 dims = header[3]
                 sizes = np.frombuffer(header[4 : 4 + 4 * dims], dtype=">i4")
                 if path.stat().st_size != 4 + 4 * dims + int(np.prod(sizes)):

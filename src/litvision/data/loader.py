@@ -36,8 +36,14 @@ class EpochSampler:
 class TensorBatchLoader:
     """Iterates ``(images[idx], labels[idx])`` batches; ``images`` stay uint8 until the device converts them."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler: EpochSampler,
-                 drop_last: bool = False):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        sampler: EpochSampler,
+        drop_last: bool = False,
+    ):
         self.images, self.labels = images, labels
         self.batch_size, self.drop_last = batch_size, drop_last
         # Named like DataLoader's attributes, so Lightning's per-epoch set_epoch call finds the sampler.

@@ -76,8 +76,12 @@ def write_cifar10(data_dir: Path, per_batch: int = 120, test: int = 200, seed: i
         images, labels = make_images(count, 32, 3, batch_seed)
         rows = images.transpose(0, 3, 1, 2).reshape(count, 3 * 32 * 32)  # CHW rows, as the archive stores them
         # The archive's Python 2 pickles hold str keys (torchvision reads them with encoding="latin1").
-        entry = {"batch_label": name, "labels": labels.astype(int).tolist(), "data": rows,
-                 "filenames": [f"{name}_{i}.png" for i in range(count)]}
+        entry = {
+            "batch_label": name,
+            "labels": labels.astype(int).tolist(),
+            "data": rows,
+            "filenames": [f"{name}_{i}.png" for i in range(count)],
+        }
         with (folder / name).open("wb") as handle:
             pickle.dump(entry, handle, protocol=2)
     meta = {"label_names": CIFAR_CLASSES, "num_cases_per_batch": max(sizes), "num_vis": 3072}
@@ -86,8 +90,9 @@ def write_cifar10(data_dir: Path, per_batch: int = 120, test: int = 200, seed: i
     return data_dir
 
 
-def write_synthetic(dataset: str, data_dir: str | Path, train: int | None = None, test: int | None = None,
-                    seed: int = 0) -> Path:
+def write_synthetic(
+    dataset: str, data_dir: str | Path, train: int | None = None, test: int | None = None, seed: int = 0
+) -> Path:
     """``dataset``'s files, synthetic, under ``data_dir`` in torchvision's layout, with the marker; the folder.
 
     Sizes default to the official ones. Refuses to write where any of the dataset's files exist, so
@@ -105,14 +110,16 @@ def write_synthetic(dataset: str, data_dir: str | Path, train: int | None = None
     if present:
         raise DataError(f"{present[0]} exists: synthetic files are only written where {spec.name} has no files")
     if dataset == "cifar10":
-        write_cifar10(data_dir, per_batch=[len(part) for part in np.array_split(np.arange(train), 5)], test=test,
-                      seed=seed)
+        write_cifar10(
+            data_dir, per_batch=[len(part) for part in np.array_split(np.arange(train), 5)], test=test, seed=seed
+        )
     else:
         write_idx_dataset(data_dir / spec.folder, train=train, test=test, seed=seed)
     folder = data_dir / spec.folder
     (folder / MARKER).write_text(
         f"Synthetic {spec.name} files ({train} training, {test} test images): noise with a bright square per "
-        f"class, written by scripts/synthetic_data.py for timing. Accuracy on them says nothing about {spec.name}.\n")
+        f"class, written by scripts/synthetic_data.py for timing. Accuracy on them says nothing about {spec.name}.\n"
+    )
     return folder
 
 

@@ -18,23 +18,40 @@ from litvision.models.common import feature_shape
 
 
 class AlexNet(nn.Module):
-    def __init__(self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10, hidden: int = 4096,
-                 dropout: float = 0.5, first_kernel: int = 3, first_stride: int = 1):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 32,
+        num_classes: int = 10,
+        hidden: int = 4096,
+        dropout: float = 0.5,
+        first_kernel: int = 3,
+        first_stride: int = 1,
+    ):
         super().__init__()
 
         def conv(cin: int, cout: int, kernel: int, stride: int = 1) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2), nn.ReLU(inplace=True)]
 
         self.features = nn.Sequential(
-            *conv(in_channels, 96, first_kernel, first_stride), nn.MaxPool2d(3, stride=2),
-            *conv(96, 256, 5), nn.MaxPool2d(3, stride=2),
-            *conv(256, 384, 3), *conv(384, 384, 3), *conv(384, 256, 3), nn.MaxPool2d(3, stride=2),
+            *conv(in_channels, 96, first_kernel, first_stride),
+            nn.MaxPool2d(3, stride=2),
+            *conv(96, 256, 5),
+            nn.MaxPool2d(3, stride=2),
+            *conv(256, 384, 3),
+            *conv(384, 384, 3),
+            *conv(384, 256, 3),
+            nn.MaxPool2d(3, stride=2),
             nn.Flatten(),
         )
         flat = feature_shape(self.features, in_channels, image_size, "alexnet")[0]
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(flat, hidden), nn.ReLU(inplace=True),
-            nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(flat, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
 

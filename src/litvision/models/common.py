@@ -33,8 +33,10 @@ def feature_shape(features: nn.Module, in_channels: int, image_size: int, model:
 def _too_small(model: str, image_size: int, smallest: int | None) -> str:
     if smallest is None:
         return f"{model} cannot take {image_size}x{image_size} images, nor any size up to {_LARGEST_SIZE_TRIED}"
-    return (f"{model} needs images of at least {smallest}x{smallest} pixels, got {image_size}x{image_size} "
-            f"(data.image_size={smallest} or more resizes the batches)")
+    return (
+        f"{model} needs images of at least {smallest}x{smallest} pixels, got {image_size}x{image_size} "
+        f"(data.image_size={smallest} or more resizes the batches)"
+    )
 
 
 def _dry_forward(features: nn.Module, in_channels: int, image_size: int) -> torch.Size | None:

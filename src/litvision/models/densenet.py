@@ -18,15 +18,28 @@ from litvision.models.common import ModelConfigError, feature_shape
 
 
 class DenseNet(TorchvisionDenseNet):
-    def __init__(self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10, depth: int = 100,
-                 growth_rate: int = 12, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 32,
+        num_classes: int = 10,
+        depth: int = 100,
+        growth_rate: int = 12,
+        dropout: float = 0.0,
+    ):
         if depth < 10 or (depth - 4) % 6:
             raise ModelConfigError(f"densenet: depth must be 6n+4 with n >= 1 (40, 100, 190...), got {depth}")
         if growth_rate < 1:
             raise ModelConfigError(f"densenet: growth_rate must be >= 1, got {growth_rate}")
         layers_per_block = (depth - 4) // 6
-        super().__init__(growth_rate=growth_rate, block_config=(layers_per_block,) * 3,
-                         num_init_features=2 * growth_rate, bn_size=4, drop_rate=dropout, num_classes=num_classes)
+        super().__init__(
+            growth_rate=growth_rate,
+            block_config=(layers_per_block,) * 3,
+            num_init_features=2 * growth_rate,
+            bn_size=4,
+            drop_rate=dropout,
+            num_classes=num_classes,
+        )
         self.features.conv0 = nn.Conv2d(in_channels, 2 * growth_rate, kernel_size=3, padding=1, bias=False)
         nn.init.kaiming_normal_(self.features.conv0.weight)  # torchvision's init for its convolutions
         # Dense layers start with BN-ReLU themselves, so the stem is the bare convolution (the paper's).

@@ -15,19 +15,31 @@ from litvision.models.common import feature_shape
 
 
 class FashionCNN(nn.Module):
-    def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10,
-                 widths: tuple[int, int] = (8, 16), hidden: int = 128, padding: int = 0):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        num_classes: int = 10,
+        widths: tuple[int, int] = (8, 16),
+        hidden: int = 128,
+        padding: int = 0,
+    ):
         super().__init__()
         first, second = widths
         self.features = nn.Sequential(
             nn.BatchNorm2d(in_channels),
-            nn.Conv2d(in_channels, first, 3, padding=padding), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(first, second, 3, padding=padding), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, first, 3, padding=padding),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(first, second, 3, padding=padding),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
             nn.Flatten(),
         )
         flat = feature_shape(self.features, in_channels, image_size, "fashion_cnn")[0]
-        self.classifier = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU(inplace=True),
-                                        nn.Linear(hidden, num_classes, bias=False))
+        self.classifier = nn.Sequential(
+            nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes, bias=False)
+        )
 
     def forward(self, x):
         return self.classifier(self.features(x))

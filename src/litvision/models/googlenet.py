@@ -14,15 +14,21 @@ count (0.25 gives a CPU-sized GoogLeNet).
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models.googlenet import BasicConv2d, Inception as TorchvisionInception
+from torchvision.models.googlenet import BasicConv2d
+from torchvision.models.googlenet import Inception as TorchvisionInception
 
 from litvision.models.common import ModelConfigError, feature_shape, scaled_width
 
 # Branch widths per block: 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection (Table 1 of the paper).
 _INCEPTION_GROUPS = (
     ((64, 96, 128, 16, 32, 32), (128, 128, 192, 32, 96, 64)),
-    ((192, 96, 208, 16, 48, 64), (160, 112, 224, 24, 64, 64), (128, 128, 256, 24, 64, 64),
-     (112, 144, 288, 32, 64, 64), (256, 160, 320, 32, 128, 128)),
+    (
+        (192, 96, 208, 16, 48, 64),
+        (160, 112, 224, 24, 64, 64),
+        (128, 128, 256, 24, 64, 64),
+        (112, 144, 288, 32, 64, 64),
+        (256, 160, 320, 32, 128, 128),
+    ),
     ((256, 160, 320, 32, 128, 128), (384, 192, 384, 48, 128, 128)),
 )
 
@@ -30,16 +36,23 @@ _INCEPTION_GROUPS = (
 class Inception(TorchvisionInception):
     """torchvision's Inception block with the paper's 5x5 convolution in the third branch."""
 
-    def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int,
-                 pool_proj: int):
+    def __init__(
+        self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int
+    ):
         super().__init__(in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)
         self.branch3[1] = BasicConv2d(ch5x5red, ch5x5, kernel_size=5, padding=2)
         self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
 
 
 class GoogLeNet(nn.Module):
-    def __init__(self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10, dropout: float = 0.4,
-                 width: float = 1.0):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 32,
+        num_classes: int = 10,
+        dropout: float = 0.4,
+        width: float = 1.0,
+    ):
         super().__init__()
         if width <= 0:
             raise ModelConfigError(f"googlenet: width must be positive, got {width}")
@@ -58,8 +71,9 @@ class GoogLeNet(nn.Module):
                 channels = block.out_channels
         self.features = nn.Sequential(*layers)
         feature_shape(self.features, in_channels, image_size, "googlenet")
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-                                        nn.Linear(channels, num_classes))
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
+        )
 
     def forward(self, x):
         return self.classifier(self.features(x))

@@ -13,8 +13,15 @@ from litvision.models.common import ModelConfigError, feature_shape, make_activa
 
 
 class LeNet(nn.Module):
-    def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10,
-                 activation: str = "sigmoid", pool: str = "avg", batch_norm: bool = False):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        num_classes: int = 10,
+        activation: str = "sigmoid",
+        pool: str = "avg",
+        batch_norm: bool = False,
+    ):
         super().__init__()
         if pool not in ("avg", "max"):
             raise ModelConfigError(f"lenet: pool must be 'avg' or 'max', got {pool!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -13,8 +13,14 @@ class MLP(nn.Sequential):
     The input width is ``in_channels * image_size**2``, so the same config runs on 1x28x28 and 3x32x32.
     """
 
-    def __init__(self, in_channels: int, image_size: int, num_classes: int,
-                 hidden: Sequence[int] = (512, 256, 128, 64), dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        hidden: Sequence[int] = (512, 256, 128, 64),
+        dropout: float = 0.0,
+    ):
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_channels * image_size * image_size
         for next_width in hidden:

@@ -21,8 +21,15 @@ _BLOCKS = ((5, (192, 160, 96)), (5, (192, 192, 192)), (3, (192, 192, None)))
 
 
 class NiN(nn.Module):
-    def __init__(self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10, width: float = 1.0,
-                 dropout: float = 0.5, batch_norm: bool = True):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 32,
+        num_classes: int = 10,
+        width: float = 1.0,
+        dropout: float = 0.5,
+        batch_norm: bool = True,
+    ):
         super().__init__()
         norm_layer = nn.BatchNorm2d if batch_norm else None
         pools = (nn.MaxPool2d(3, stride=2, padding=1), nn.AvgPool2d(3, stride=2, padding=1), None)
@@ -34,8 +41,11 @@ class NiN(nn.Module):
                     layers.append(nn.Conv2d(channels, num_classes, 1))
                     break
                 out_channels = scaled_width(block_width, width)
-                layers.append(Conv2dNormActivation(channels, out_channels, kernel_size=kernel if index == 0 else 1,
-                                                   norm_layer=norm_layer))
+                layers.append(
+                    Conv2dNormActivation(
+                        channels, out_channels, kernel_size=kernel if index == 0 else 1, norm_layer=norm_layer
+                    )
+                )
                 channels = out_channels
             if pool is not None:
                 layers += [pool, nn.Dropout(dropout)]

@@ -15,13 +15,16 @@ from litvision.models.common import feature_shape
 
 
 class ResidualCNN(nn.Module):
-    def __init__(self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10,
-                 widths: tuple[int, int] = (32, 64)):
+    def __init__(
+        self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10, widths: tuple[int, int] = (32, 64)
+    ):
         super().__init__()
         stem, wide = widths
         shortcut = nn.Sequential(conv1x1(stem, wide, stride=2), nn.BatchNorm2d(wide))
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, stem, 3, padding=1, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=1, padding=1),
             BasicBlock(stem, wide, stride=2, downsample=shortcut),
             BasicBlock(wide, wide),

@@ -9,7 +9,8 @@ pytorch-cifar and d2l. ``stem="imagenet"`` keeps the original.
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet as TorchvisionResNet
+from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.models.resnet import ResNet as TorchvisionResNet
 
 from litvision.models.common import ModelConfigError, feature_shape
 
@@ -17,8 +18,9 @@ _LAYOUTS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: 
 
 
 class ResNet(TorchvisionResNet):
-    def __init__(self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10, depth: int = 18,
-                 stem: str = "small"):
+    def __init__(
+        self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10, depth: int = 18, stem: str = "small"
+    ):
         if depth not in _LAYOUTS:
             raise ModelConfigError(f"resnet: depth must be one of {sorted(_LAYOUTS)}, got {depth}")
         if stem not in ("small", "imagenet"):
@@ -34,5 +36,10 @@ class ResNet(TorchvisionResNet):
         # Stride-2 stages halve the side three times (five with the ImageNet stem). Padding keeps
         # smaller images from failing, but below 8 (32) pixels the last stages see 1x1 maps that are
         # mostly padding, so those sizes are refused as a choice.
-        feature_shape(nn.Sequential(self.conv1, self.maxpool), in_channels, image_size, f"resnet{depth}",
-                      min_size=8 if stem == "small" else 32)
+        feature_shape(
+            nn.Sequential(self.conv1, self.maxpool),
+            in_channels,
+            image_size,
+            f"resnet{depth}",
+            min_size=8 if stem == "small" else 32,
+        )

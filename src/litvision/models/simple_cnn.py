@@ -14,18 +14,34 @@ from litvision.models.common import feature_shape
 
 
 class SimpleCNN(nn.Module):
-    def __init__(self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10,
-                 widths: tuple[int, int] = (16, 32), hidden: int = 512, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 32,
+        num_classes: int = 10,
+        widths: tuple[int, int] = (16, 32),
+        hidden: int = 512,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         first, second = widths
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, first, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(first, second, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, first, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(first, second, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
             nn.Flatten(),
         )
         flat = feature_shape(self.features, in_channels, image_size, "simple_cnn")[0]
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(flat, hidden), nn.ReLU(inplace=True),
-                                        nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(flat, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
 
     def forward(self, x):
         return self.classifier(self.features(x))

@@ -22,8 +22,15 @@ _STAGE_CHANNELS = (64, 128, 256, 512, 512)
 
 
 class VGG(nn.Module):
-    def __init__(self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10, depth: int = 16,
-                 width: float = 1.0, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 32,
+        num_classes: int = 10,
+        depth: int = 16,
+        width: float = 1.0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if depth not in _CONVS_PER_STAGE:
             raise ModelConfigError(f"vgg: depth must be one of {sorted(_CONVS_PER_STAGE)}, got {depth}")
@@ -39,8 +46,9 @@ class VGG(nn.Module):
             layers.append(nn.MaxPool2d(2, ceil_mode=True))
         self.features = nn.Sequential(*layers)
         feature_shape(self.features, in_channels, image_size, f"vgg{depth}")
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-                                        nn.Linear(channels, num_classes))
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
+        )
 
     def forward(self, x):
         return self.classifier(self.features(x))

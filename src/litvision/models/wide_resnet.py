@@ -40,8 +40,15 @@ class PreActBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    def __init__(self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10, depth: int = 16,
-                 widen_factor: int = 4, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 32,
+        num_classes: int = 10,
+        depth: int = 16,
+        widen_factor: int = 4,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if depth < 10 or (depth - 4) % 6:
             raise ModelConfigError(f"wide_resnet: depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40...), got {depth}")

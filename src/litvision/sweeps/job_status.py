@@ -12,11 +12,12 @@ import logging
 import time
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from litvision.sweeps.records import FAILED, OK, PRUNED, is_pruned, is_rank_zero, one_line, write_status
+from litvision.sweeps.outcome import classify
+from litvision.sweeps.records import FAILED, is_rank_zero, write_status
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +32,14 @@ class JobStatusFile(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if not is_rank_zero():  # DDP children share the run dir with rank 0
             return
-        if config.hydra.output_subdir is None:  # a tool that asked for no run files (scripts/summary.py)
+        if config.hydra.output_subdir is None:  # a tool that asked for no run files (scripts/model_summary.py)
             return
         details: dict[str, Any] = {"job": config.hydra.job.get("num"), "wall_s": self._wall_time()}
-        if job_return.status == JobStatus.COMPLETED:
-            status = OK
-        else:
-            error = job_return._return_value  # the exception; .return_value would re-raise it here
-            status = PRUNED if is_pruned(error) else FAILED
-            details["error"] = one_line(error) if isinstance(error, BaseException) else str(error)
+        status, error = classify(job_return)
+        if error is not None:
+            details["error"] = error
             if status == FAILED:
-                log.error("run failed: %s", details["error"])
+                log.error("run failed: %s", error)
             else:
                 log.info("trial pruned")
         write_status(config.hydra.runtime.output_dir, status, **details)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
@@ -24,14 +25,20 @@ class JobOutcome:
     error: str | None = None
 
 
-def job_outcome(job: JobReturn, number: int) -> JobOutcome:
-    overrides = list(job.overrides or [])
+def classify(job: JobReturn) -> tuple[str, str | None]:
+    """(ok, None), (failed, the error in one line) or (pruned, the pruning message) for a finished job."""
     if job.status == JobStatus.COMPLETED:
-        return JobOutcome(number, overrides, OK, value=job.return_value)
-    error = job._return_value  # the exception; reading .return_value would raise it
-    status = PRUNED if is_pruned(error) else FAILED
+        return OK, None
+    # The exception itself: JobReturn's public .return_value re-raises it instead of returning it.
+    error = job._return_value
     message = one_line(error) if isinstance(error, BaseException) else str(error)
-    return JobOutcome(number, overrides, status, error=message)
+    return (PRUNED if is_pruned(error) else FAILED), message
+
+
+def job_outcome(job: JobReturn, number: int) -> JobOutcome:
+    status, error = classify(job)
+    value = job.return_value if status == OK else None
+    return JobOutcome(number, list(job.overrides or []), status, value=value, error=error)
 
 
 def report(outcomes: Sequence[JobOutcome], sweep_dir: str, hidden: Sequence[str] = ()) -> str:

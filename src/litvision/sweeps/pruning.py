@@ -15,14 +15,21 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from litvision.sweeps.records import write_metrics
+from litvision.sweeps.records import scalars, write_metrics
 
 log = logging.getLogger(__name__)
 
 
 class OptunaPruning(Callback):
-    def __init__(self, storage: str, study_name: str, trial_id: int, trial_number: int,
-                 monitor: str = "val/acc", pruner: Any = None):
+    def __init__(
+        self,
+        storage: str,
+        study_name: str,
+        trial_id: int,
+        trial_number: int,
+        monitor: str = "val/acc",
+        pruner: Any = None,
+    ):
         self.storage, self.study_name, self.monitor = storage, study_name, monitor
         self.trial_id, self.trial_number, self.pruner = trial_id, trial_number, pruner
         self._trial = None
@@ -36,8 +43,12 @@ class OptunaPruning(Callback):
             import optuna
 
             # A random sampler: this process only reports values, it never samples, so no TPE model is built.
-            study = optuna.load_study(study_name=self.study_name, storage=self.storage, pruner=self.pruner,
-                                      sampler=optuna.samplers.RandomSampler())
+            study = optuna.load_study(
+                study_name=self.study_name,
+                storage=self.storage,
+                pruner=self.pruner,
+                sampler=optuna.samplers.RandomSampler(),
+            )
             self._trial = optuna.trial.Trial(study, self.trial_id)
         return self._trial
 
@@ -46,8 +57,10 @@ class OptunaPruning(Callback):
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
-            raise KeyError(f"optuna pruning: metric {self.monitor!r} was not logged "
-                           f"(logged: {sorted(trainer.callback_metrics)}); set hydra.sweeper.prune_on")
+            raise KeyError(
+                f"optuna pruning: metric {self.monitor!r} was not logged "
+                f"(logged: {sorted(trainer.callback_metrics)}); set hydra.sweeper.prune_on"
+            )
         epoch = trainer.current_epoch
         prune = False
         if trainer.is_global_zero:  # one report per epoch, not one per rank
@@ -60,8 +73,7 @@ class OptunaPruning(Callback):
         message = f"trial {self.trial_number} pruned after epoch {epoch}: {self.monitor}={float(value):.4f}"
         if trainer.is_global_zero:
             log.info(message)
-            metrics = {name: float(v) for name, v in trainer.callback_metrics.items() if v.numel() == 1}
-            write_metrics(trainer.default_root_dir, metrics, epochs=epoch + 1, pruned=True)
+            write_metrics(trainer.default_root_dir, scalars(trainer.callback_metrics), epochs=epoch + 1, pruned=True)
         import optuna
 
         raise optuna.TrialPruned(message)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 METRICS_FILE = "metrics.json"
 STATUS_FILE = "status.json"
@@ -48,6 +49,11 @@ def write_metrics(run_dir: str | Path, metrics: Mapping[str, float], epochs: int
     write_json(Path(run_dir) / METRICS_FILE, {"metrics": finite, "epochs": int(epochs), **extra})
 
 
+def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Lightning's ``callback_metrics`` (one-element tensors) as plain floats."""
+    return {name: float(value) for name, value in metrics.items()}
+
+
 def write_status(run_dir: str | Path, status: str, **details: Any) -> None:
     write_json(Path(run_dir) / STATUS_FILE, {"status": status, **details})
 
@@ -72,6 +78,7 @@ def one_line(error: BaseException) -> str:
     if type(error).__name__ == "ProcessRaisedException" and lines:
         return lines[-1].strip()  # the worker's own "Type: message", after its traceback
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
 
 # The override by which the Optuna sweeper hands a trial's identity to its job (see sweeps/pruning.py);
 # summaries leave it out, as it is bookkeeping rather than a setting.

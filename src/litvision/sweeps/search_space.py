@@ -15,8 +15,9 @@ strings, so every value reaches the job exactly as Hydra would parse it from a c
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Glob, IntervalSweep, Override, RangeSweep
@@ -52,13 +53,16 @@ class SearchSpace:
 
     def example(self) -> dict[str, Any]:
         """A value of every parameter (the first choice, the low end): enough to check the keys compose."""
-        return {name: p.distribution.choices[0] if hasattr(p.distribution, "choices") else p.distribution.low
-                for name, p in self.parameters.items()}
+        return {
+            name: p.distribution.choices[0] if hasattr(p.distribution, "choices") else p.distribution.low
+            for name, p in self.parameters.items()
+        }
 
     def overrides(self, params: Mapping[str, Any]) -> list[str]:
         """The command-line overrides of one trial, from its sampled ``params``."""
-        searched = [self.parameters[name].override(name, value) for name, value in params.items()
-                    if name in self.parameters]
+        searched = [
+            self.parameters[name].override(name, value) for name, value in params.items() if name in self.parameters
+        ]
         return [*self.fixed, *searched]
 
 
@@ -70,19 +74,22 @@ def value_string(value: Any) -> str:
 def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str], config_loader=None) -> SearchSpace:
     """Config ``params`` (name -> sweep string or value) merged with the command-line ``arguments``."""
     parser = OverridesParser.create(config_loader=config_loader)
-    lines = {key: f"{key}={value if isinstance(value, str) else value_string(value)}"
-             for key, value in (params or {}).items()}
+    lines = {
+        key: f"{key}={value if isinstance(value, str) else value_string(value)}"
+        for key, value in (params or {}).items()
+    }
     for argument in arguments:  # the command line replaces a config entry of the same key
         lines[argument.split("=", 1)[0]] = argument
     parameters: dict[str, Parameter] = {}
     fixed: list[str] = []
-    for key, line in lines.items():
+    for line in lines.values():
         try:
             override = parser.parse_overrides([line])[0]
         except CompactHydraException as err:
             detail = [text for text in str(err).splitlines() if not text.startswith(("See ", "Error parsing"))]
-            raise SearchSpaceError(f"search space entry '{line}' does not parse: {' '.join(detail)} "
-                                   f"(sweeps: {SYNTAX})") from None
+            raise SearchSpaceError(
+                f"search space entry '{line}' does not parse: {' '.join(detail)} (sweeps: {SYNTAX})"
+            ) from None
         if not override.is_sweep_override():
             fixed.append(line)
             continue
@@ -121,8 +128,10 @@ def _categorical(override: Override, line: str) -> Parameter:
     if not values:
         raise SearchSpaceError(f"'{line}': no choices")
     # Optuna stores only None/bool/int/float/str choices: lists and dicts are kept as their override strings.
-    choices = [value if value is None or isinstance(value, (bool, int, float, str)) else string
-               for value, string in zip(values, strings)]
+    choices = [
+        value if value is None or isinstance(value, (bool, int, float, str)) else string
+        for value, string in zip(values, strings)
+    ]
     if len(set(map(repr, choices))) != len(choices):
         raise SearchSpaceError(f"'{line}': a choice appears twice")
     return Parameter(dist.CategoricalDistribution(choices), dict(zip(choices, strings)))

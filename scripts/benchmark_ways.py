@@ -25,9 +25,9 @@ import statistics
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import lightning as L
 import numpy as np
@@ -45,8 +45,11 @@ from litvision.errors import LitvisionError
 from litvision.instantiate import build, build_each
 
 log = logging.getLogger(__name__)
-WAYS = {"trainer": "(a) litvision Trainer.fit", "plain": "(b) plain PyTorch loop, same tensors",
-        "dataloader": "(c) torchvision Dataset + DataLoader(ToTensor)"}
+WAYS = {
+    "trainer": "(a) litvision Trainer.fit",
+    "plain": "(b) plain PyTorch loop, same tensors",
+    "dataloader": "(c) torchvision Dataset + DataLoader(ToTensor)",
+}
 
 
 @dataclass
@@ -198,8 +201,13 @@ class LoopWay:
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
         scaler = torch.amp.GradScaler(device.type, enabled=str(cfg.trainer.precision) == "16-mixed")
-        self._epoch = {"batches": None, "seconds": 0.0, "scaler": scaler,
-                       "right": torch.zeros((), dtype=torch.long, device=device), "trained": 0}
+        self._epoch = {
+            "batches": None,
+            "seconds": 0.0,
+            "scaler": scaler,
+            "right": torch.zeros((), dtype=torch.long, device=device),
+            "trained": 0,
+        }
 
     def train(self, cfg: DictConfig, device: torch.device, meter: MemoryMeter, batches: int | None = None) -> None:
         """The next ``batches`` training batches of this epoch (all that are left if None)."""
@@ -210,8 +218,9 @@ class LoopWay:
             if epoch["batches"] is None:  # the first turn pays for the epoch's permutation, as Trainer.fit's does
                 epoch["batches"] = iter(self.train_batches)
             turn = itertools.islice(epoch["batches"], batches)
-            trained = _train_steps(self.model, self.optimizer, epoch["scaler"], turn, self.prepare, epoch["right"],
-                                   cfg, device)
+            trained = _train_steps(
+                self.model, self.optimizer, epoch["scaler"], turn, self.prepare, epoch["right"], cfg, device
+            )
             _sync(device)
             epoch["seconds"] += time.perf_counter() - start
         epoch["trained"] += trained
@@ -289,11 +298,19 @@ def run_trainer(cfg: DictConfig, device: torch.device, others: list[LoopWay], me
     datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
     turns = TakeTurns(others, cfg, device, meter)
     callbacks = [turns] + build_each(cfg.get("callbacks"), "callbacks")
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=build_each(cfg.get("logger"), "logger") or False)
+    trainer = build(
+        cfg.trainer, "trainer", callbacks=callbacks, logger=build_each(cfg.get("logger"), "logger") or False
+    )
     trainer.fit(model, datamodule=datamodule)
     metrics = trainer.callback_metrics
-    return Result(WAYS["trainer"], turns.durations, len(datamodule.splits["train"][0]),
-                  float(metrics.get("train/acc", float("nan"))), float(metrics["val/acc"]), meter.peaks["trainer"])
+    return Result(
+        WAYS["trainer"],
+        turns.durations,
+        len(datamodule.splits["train"][0]),
+        float(metrics.get("train/acc", float("nan"))),
+        float(metrics["val/acc"]),
+        meter.peaks["trainer"],
+    )
 
 
 def _plain_setup(cfg: DictConfig, device: torch.device):
@@ -343,8 +360,16 @@ def plain_way(cfg: DictConfig, device: torch.device) -> LoopWay:
     sampler = EpochSampler(len(train_x), shuffle=True, seed=datamodule.shuffle_seed)
     train_batches = TensorBatchLoader(train_x, train_y, datamodule.batch_size, sampler)
     val_batches = TensorBatchLoader(val_x, val_y, datamodule.eval_batch_size, EpochSampler(len(val_x), False))
-    return LoopWay("plain", model, optimizer, train_batches, val_batches, datamodule.prepare_batch,
-                   Result(WAYS["plain"], train_images=len(train_x)), sampler)
+    return LoopWay(
+        "plain",
+        model,
+        optimizer,
+        train_batches,
+        val_batches,
+        datamodule.prepare_batch,
+        Result(WAYS["plain"], train_images=len(train_x)),
+        sampler,
+    )
 
 
 def dataloader_way(cfg: DictConfig, device: torch.device) -> LoopWay:
@@ -362,32 +387,51 @@ def dataloader_way(cfg: DictConfig, device: torch.device) -> LoopWay:
     val_set = parser(str(datamodule.data_dir), train=True, transform=transforms.Compose(to_tensor))
     train_idx, val_idx = datamodule.split_indices(len(train_set))
     workers = cfg.dataloader_workers
-    train_batches = DataLoader(Subset(train_set, train_idx.tolist()), batch_size=datamodule.batch_size, shuffle=True,
-                               num_workers=workers, pin_memory=device.type == "cuda")
-    val_batches = DataLoader(Subset(val_set, val_idx.tolist()), batch_size=datamodule.eval_batch_size,
-                             num_workers=workers)
-    return LoopWay("dataloader", model, optimizer, train_batches, val_batches, lambda images, train: images,
-                   Result(WAYS["dataloader"], train_images=len(train_idx)))
+    train_batches = DataLoader(
+        Subset(train_set, train_idx.tolist()),
+        batch_size=datamodule.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
+    val_batches = DataLoader(
+        Subset(val_set, val_idx.tolist()), batch_size=datamodule.eval_batch_size, num_workers=workers
+    )
+    return LoopWay(
+        "dataloader",
+        model,
+        optimizer,
+        train_batches,
+        val_batches,
+        lambda images, train: images,
+        Result(WAYS["dataloader"], train_images=len(train_idx)),
+    )
 
 
 LOOP_WAYS = {"plain": plain_way, "dataloader": dataloader_way}
 
 
 def markdown_table(results: dict[str, Result]) -> str:
-    rows = ["| way | s/epoch (median, epochs 2+) | images/s | peak memory | train/acc | val/acc | every epoch (s) |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| way | s/epoch (median, epochs 2+) | images/s | peak memory | train/acc | val/acc | every epoch (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for result in results.values():
         rate = result.train_images / result.seconds_per_epoch
-        rows.append(f"| {result.way} | {result.seconds_per_epoch:.2f} | {rate:,.0f} | "
-                    f"{result.peak_memory / 2**30:.2f} GiB | {result.train_acc:.4f} | {result.val_acc:.4f} | "
-                    f"{' '.join(f'{t:.2f}' for t in result.epoch_seconds)} |")
+        rows.append(
+            f"| {result.way} | {result.seconds_per_epoch:.2f} | {rate:,.0f} | "
+            f"{result.peak_memory / 2**30:.2f} GiB | {result.train_acc:.4f} | {result.val_acc:.4f} | "
+            f"{' '.join(f'{t:.2f}' for t in result.epoch_seconds)} |"
+        )
     seconds = {name: r.seconds_per_epoch for name, r in results.items()}
     if {"trainer", "plain"} <= seconds.keys():
         rows.append(f"\n(a)/(b) = {seconds['trainer'] / seconds['plain']:.3f} (template overhead over a bare loop)")
         pairs = _epoch_ratios(results["trainer"], results["plain"])
         if pairs:
-            rows.append(f"(a)/(b) epoch by epoch (epochs 2+, each (a) epoch over the (b) epoch that took turns with it): "
-                        f"median {statistics.median(pairs):.3f}, range {min(pairs):.3f}-{max(pairs):.3f}")
+            rows.append(
+                f"(a)/(b) epoch by epoch (epochs 2+, each (a) epoch over the (b) epoch that took turns with it): "
+                f"median {statistics.median(pairs):.3f}, range {min(pairs):.3f}-{max(pairs):.3f}"
+            )
     if {"trainer", "dataloader"} <= seconds.keys():
         rows.append(f"(c)/(a) = {seconds['dataloader'] / seconds['trainer']:.2f} (tutorial pipeline vs template)")
     return "\n".join(rows)
@@ -427,13 +471,15 @@ def benchmark(cfg: DictConfig) -> dict[str, float]:
     device = _device(cfg)
     results = run_ways(cfg, device)
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    data = cfg.data._target_.rsplit('.', 1)[-1]
+    data = cfg.data._target_.rsplit(".", 1)[-1]
     dataset = getattr(get_class(cfg.data._target_), "dataset", None)  # None for a data module of one's own
     if dataset in DATASETS and is_synthetic(dataset, cfg.data.data_dir):
         data += " (SYNTHETIC files from scripts/synthetic_data.py: the real dataset's shape, not its images)"
-    header = (f"model={cfg.model.net._target_.rsplit('.', 1)[-1]} data={data} "
-              f"batch={cfg.data.batch_size} epochs={cfg.epochs} precision={cfg.trainer.precision} device={machine} "
-              f"torch={torch.__version__}; the ways take turns every {cfg.turn_batches} training batches")
+    header = (
+        f"model={cfg.model.net._target_.rsplit('.', 1)[-1]} data={data} "
+        f"batch={cfg.data.batch_size} epochs={cfg.epochs} precision={cfg.trainer.precision} device={machine} "
+        f"torch={torch.__version__}; the ways take turns every {cfg.turn_batches} training batches"
+    )
     table = f"{header}\n\n{markdown_table(results)}\n"
     print(table)
     out = Path(cfg.paths.output_dir) / "benchmark.md"

@@ -9,8 +9,8 @@ of them are; BatchNorm, activations, pooling and the additions of residual block
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from omegaconf import DictConfig
@@ -21,11 +21,11 @@ from litvision.instantiate import build
 
 @dataclass
 class LayerCall:
-    name: str            # qualified module name, as in ``net.named_modules()``
-    kind: str            # class name
+    name: str  # qualified module name, as in ``net.named_modules()``
+    kind: str  # class name
     output_shape: tuple  # per image (no batch dimension)
-    params: int          # the module's own parameters, counted at its first call only
-    macs: int            # multiply-accumulates of this call for one image
+    params: int  # the module's own parameters, counted at its first call only
+    macs: int  # multiply-accumulates of this call for one image
 
 
 @dataclass
@@ -54,8 +54,15 @@ def profile(net: nn.Module, input_shape: Sequence[int]) -> list[LayerCall]:
         tensor = output[0] if isinstance(output, (tuple, list)) else output
         params = 0 if module in counted else sum(p.numel() for p in module.parameters(recurse=False))
         counted.add(module)
-        calls.append(LayerCall(names[module] or type(module).__name__, type(module).__name__,
-                               tuple(tensor.shape[1:]), params, multiply_accumulates(module, tensor)))
+        calls.append(
+            LayerCall(
+                names[module] or type(module).__name__,
+                type(module).__name__,
+                tuple(tensor.shape[1:]),
+                params,
+                multiply_accumulates(module, tensor),
+            )
+        )
 
     # Leaves, plus any container holding parameters of its own, so every parameter shows in some row.
     hooked = [m for m in net.modules() if not next(m.children(), None) or next(m.parameters(recurse=False), None)]
@@ -75,9 +82,11 @@ def profile(net: nn.Module, input_shape: Sequence[int]) -> list[LayerCall]:
 def totals(net: nn.Module, calls: Sequence[LayerCall]) -> Totals:
     # From the net, not the rows: a parameter is counted once even when shared by two modules.
     parameters = list(net.parameters())
-    return Totals(params=sum(p.numel() for p in parameters),
-                  trainable_params=sum(p.numel() for p in parameters if p.requires_grad),
-                  macs=sum(call.macs for call in calls))
+    return Totals(
+        params=sum(p.numel() for p in parameters),
+        trainable_params=sum(p.numel() for p in parameters if p.requires_grad),
+        macs=sum(call.macs for call in calls),
+    )
 
 
 def format_summary(title: str, calls: Sequence[LayerCall], total: Totals) -> str:
@@ -92,16 +101,23 @@ def format_summary(title: str, calls: Sequence[LayerCall], total: Totals) -> str
 
     rule = "=" * len(line(header))
     size_mb = total.params * 4 / 2**20
-    return "\n".join([
-        title, rule, line(header), rule, *(line(row) for row in rows), rule,
-        f"Total params: {total.params:,} ({size_mb:.2f} MB as float32)",
-        f"Trainable params: {total.trainable_params:,}",
-        f"Non-trainable params: {total.params - total.trainable_params:,}",
-        f"MACs per image: {total.macs:,} ({format_count(total.macs)})",
-        "(MACs of Conv and Linear layers; other layers count 0. BatchNorm running statistics are buffers, "
-        "not parameters.)",
-        rule,
-    ])
+    return "\n".join(
+        [
+            title,
+            rule,
+            line(header),
+            rule,
+            *(line(row) for row in rows),
+            rule,
+            f"Total params: {total.params:,} ({size_mb:.2f} MB as float32)",
+            f"Trainable params: {total.trainable_params:,}",
+            f"Non-trainable params: {total.params - total.trainable_params:,}",
+            f"MACs per image: {total.macs:,} ({format_count(total.macs)})",
+            "(MACs of Conv and Linear layers; other layers count 0. BatchNorm running statistics are buffers, "
+            "not parameters.)",
+            rule,
+        ]
+    )
 
 
 def format_count(count: int) -> str:

@@ -18,24 +18,22 @@ from typing import Any, Literal
 
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.strategies import DDPStrategy
+
+# Private module: Lightning has no public way to change what its spawn launcher brings back from the workers.
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+from litvision.cli import in_multirun
 
 _EPOCHS_KEY = "litvision_fit_epoch_progress"
 
 
-def ddp_strategy(process_group_backend: str | None = None, start_method_in_sweeps: Literal["spawn", "fork"] = "spawn",
-                 **kwargs: Any) -> DDPStrategy:
+def ddp_strategy(
+    process_group_backend: str | None = None, start_method_in_sweeps: Literal["spawn", "fork"] = "spawn", **kwargs: Any
+) -> DDPStrategy:
     """A DDPStrategy whose ranks are safe to start from where this process runs (see the module doc)."""
-    in_sweep = in_sweep_job() and not ranks_started_externally()
+    in_sweep = in_multirun() and not ranks_started_externally()
     start_method = start_method_in_sweeps if in_sweep else "popen"
     return _SweepSafeDDPStrategy(process_group_backend=process_group_backend, start_method=start_method, **kwargs)
-
-
-def in_sweep_job() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def ranks_started_externally() -> bool:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import yaml
 
-from litvision.sweeps.records import (INCOMPLETE, METRICS_FILE, OK, PRUNING_OVERRIDE, STATUS_FILE, read_json)
+from litvision.sweeps.records import INCOMPLETE, METRICS_FILE, OK, PRUNING_OVERRIDE, STATUS_FILE, read_json
 
 SEED_KEY = "seed"
 
@@ -48,9 +48,15 @@ def read_run(folder: Path, sweep_dir: Path) -> Run:
     settings = dict(_split(o) for o in overrides if not o.startswith(PRUNING_OVERRIDE))
     record, status = read_json(folder / METRICS_FILE), read_json(folder / STATUS_FILE)
     state = status.get("status") or (OK if record else INCOMPLETE)  # no status file: written before callbacks
-    return Run(name=str(folder.relative_to(sweep_dir)) if folder != sweep_dir else folder.name, settings=settings,
-               status=state, metrics=record.get("metrics", {}), epochs=record.get("epochs"),
-               wall_s=status.get("wall_s"), error=status.get("error", ""))
+    return Run(
+        name=str(folder.relative_to(sweep_dir)) if folder != sweep_dir else folder.name,
+        settings=settings,
+        status=state,
+        metrics=record.get("metrics", {}),
+        epochs=record.get("epochs"),
+        wall_s=status.get("wall_s"),
+        error=status.get("error", ""),
+    )
 
 
 def _split(override: str) -> tuple[str, str]:
@@ -106,8 +112,14 @@ def markdown(runs: list[Run], metrics: list[str], sort_metric: str, ascending: b
     lines += ["", _row(header), _row(["---"] * len(header))]
     for run in sort_runs(runs, sort_metric, ascending):
         status = run.status if not run.error or run.status == OK else f"{run.status}: {run.error}"
-        cells = [run.name, *(run.settings.get(k, "") for k in keys), *(_number(run.metrics.get(m)) for m in metrics),
-                 "" if run.epochs is None else str(run.epochs), _seconds(run.wall_s), status.replace("|", "/")]
+        cells = [
+            run.name,
+            *(run.settings.get(k, "") for k in keys),
+            *(_number(run.metrics.get(m)) for m in metrics),
+            "" if run.epochs is None else str(run.epochs),
+            _seconds(run.wall_s),
+            status.replace("|", "/"),
+        ]
         lines.append(_row(cells))
     groups = seed_groups(runs, metrics)
     if groups:
@@ -128,9 +140,18 @@ def write_csv(path: Path, runs: list[Run], metrics: list[str], sort_metric: str,
         writer.writerow(["run", *keys, *metrics, "epochs", "wall_s", "status", "error", "overrides"])
         for run in sort_runs(runs, sort_metric, ascending):
             overrides = " ".join(f"{k}={v}" for k, v in run.settings.items())
-            writer.writerow([run.name, *(run.settings.get(k, "") for k in keys),
-                             *(run.metrics.get(m, "") for m in metrics), run.epochs if run.epochs is not None else "",
-                             run.wall_s if run.wall_s is not None else "", run.status, run.error, overrides])
+            writer.writerow(
+                [
+                    run.name,
+                    *(run.settings.get(k, "") for k in keys),
+                    *(run.metrics.get(m, "") for m in metrics),
+                    run.epochs if run.epochs is not None else "",
+                    run.wall_s if run.wall_s is not None else "",
+                    run.status,
+                    run.error,
+                    overrides,
+                ]
+            )
 
 
 def _row(cells: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""Print a Keras-style summary of a model: python scripts/summary.py model=keras_cnn data=fashion_mnist
+"""Print a Keras-style summary of a model: python scripts/model_summary.py model=keras_cnn data=fashion_mnist
 
 Per layer: output shape, parameters and multiply-accumulates for one image of the data config's
 shape, then the totals. The net is built from the config alone, so no dataset files are needed.
@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from litvision.cli import run_task
-from litvision.summary import summarize
+from litvision.model_summary import summarize
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -22,6 +22,6 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     # A summary is not a run: what Hydra writes for a run (config, log, status) goes to a temporary
     # folder, removed on exit, instead of a new logs/train/runs/<time>/.
-    with tempfile.TemporaryDirectory(prefix="litvision-summary-") as run_dir:
+    with tempfile.TemporaryDirectory(prefix="litvision-model-summary-") as run_dir:
         sys.argv.insert(1, f"hydra.run.dir={run_dir}")
         main()
