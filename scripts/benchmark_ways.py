@@ -5,8 +5,8 @@ is a training pass plus a validation pass. The ways take turns every ``turn_batc
 batches: inside Trainer.fit, outside (a)'s clock, (b) and (c) train as many batches of their own
 epoch k while (a) is in its epoch k (see :class:`TakeTurns`). A slow spell of a shared machine (other
 tenants, a busy neighbour core) then hits every way alike instead of whichever ran at the time: run
-one after another, the same way's epoch time varied by 20-50% between runs on a 2-core VM, and
-taking turns a whole epoch at a time still left (a)/(b) between 1.05 and 1.19 in six identical runs.
+one after another, the same way's epoch time varies between runs far more than the differences the
+benchmark is after (docs/performance.md).
 Each way keeps its own random-number stream, so it trains exactly as it would alone.
 
 The table reports the median epoch time over the epochs after the first (which pays for warm-up),
@@ -19,28 +19,21 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
-import random
 import statistics
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
-from hydra.utils import get_class
 from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
+from benchmark_meters import MemoryMeter, RandomStream
 from litvision.data.datasets import DATASETS
 from litvision.data.loader import EpochSampler, TensorBatchLoader
-from litvision.data.synthetic import is_synthetic
 from litvision.errors import LitvisionError
 from litvision.instantiate import build, build_each
 
@@ -67,104 +60,12 @@ class Result:
         return statistics.median(steady)
 
 
-class MemoryMeter:
-    """Peak memory of each way while it runs: GPU memory allocated (CUDA), else the process's resident memory.
-
-    On the CPU a thread samples /proc/self/statm every 10 ms. The ways share one process, so every
-    figure includes the other ways' resident data and models (small next to a training step's working set).
-    """
-
-    def __init__(self, device: torch.device):
-        self.device, self.peaks = device, defaultdict(int)
-        self._current: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample_every_10ms, daemon=True)
-
-    def __enter__(self):
-        if self.device.type != "cuda":
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        return False
-
-    def begin(self, way: str) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        self._current = way
-
-    def end(self) -> None:
-        way, self._current = self._current, None
-        if way is None:
-            return
-        if self.device.type == "cuda":
-            self.peaks[way] = max(self.peaks[way], torch.cuda.max_memory_allocated(self.device))
-        else:
-            self.peaks[way] = max(self.peaks[way], _resident_bytes())
-
-    @contextlib.contextmanager
-    def measuring(self, way: str):
-        self.begin(way)
-        try:
-            yield
-        finally:
-            self.end()
-
-    def _sample_every_10ms(self) -> None:
-        while not self._stop.wait(0.01):
-            way = self._current
-            if way is not None:
-                self.peaks[way] = max(self.peaks[way], _resident_bytes())
-
-
-def _resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class RandomStream:
-    """One way's own random state (torch, CUDA, NumPy, Python), swapped in while that way runs.
-
-    Created right after the way is built from a freshly seeded state, like a run of that way alone.
-    """
-
-    def __init__(self):
-        self._state = self._capture()
-
-    @staticmethod
-    def _capture():
-        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-        return torch.get_rng_state(), cuda, np.random.get_state(), random.getstate()
-
-    @staticmethod
-    def _restore(state) -> None:
-        cpu, cuda, numpy_state, python_state = state
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
-        np.random.set_state(numpy_state)
-        random.setstate(python_state)
-
-    @contextlib.contextmanager
-    def active(self):
-        outer = self._capture()
-        self._restore(self._state)
-        try:
-            yield
-        finally:
-            self._state = self._capture()
-            self._restore(outer)
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _device(cfg: DictConfig) -> torch.device:
+def device_of(cfg: DictConfig) -> torch.device:
     accelerator = cfg.trainer.accelerator
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
@@ -411,37 +312,6 @@ def dataloader_way(cfg: DictConfig, device: torch.device) -> LoopWay:
 LOOP_WAYS = {"plain": plain_way, "dataloader": dataloader_way}
 
 
-def markdown_table(results: dict[str, Result]) -> str:
-    rows = [
-        "| way | s/epoch (median, epochs 2+) | images/s | peak memory | train/acc | val/acc | every epoch (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for result in results.values():
-        rate = result.train_images / result.seconds_per_epoch
-        rows.append(
-            f"| {result.way} | {result.seconds_per_epoch:.2f} | {rate:,.0f} | "
-            f"{result.peak_memory / 2**30:.2f} GiB | {result.train_acc:.4f} | {result.val_acc:.4f} | "
-            f"{' '.join(f'{t:.2f}' for t in result.epoch_seconds)} |"
-        )
-    seconds = {name: r.seconds_per_epoch for name, r in results.items()}
-    if {"trainer", "plain"} <= seconds.keys():
-        rows.append(f"\n(a)/(b) = {seconds['trainer'] / seconds['plain']:.3f} (template overhead over a bare loop)")
-        pairs = _epoch_ratios(results["trainer"], results["plain"])
-        if pairs:
-            rows.append(
-                f"(a)/(b) epoch by epoch (epochs 2+, each (a) epoch over the (b) epoch that took turns with it): "
-                f"median {statistics.median(pairs):.3f}, range {min(pairs):.3f}-{max(pairs):.3f}"
-            )
-    if {"trainer", "dataloader"} <= seconds.keys():
-        rows.append(f"(c)/(a) = {seconds['dataloader'] / seconds['trainer']:.2f} (tutorial pipeline vs template)")
-    return "\n".join(rows)
-
-
-def _epoch_ratios(numerator: Result, denominator: Result) -> list[float]:
-    """Per-epoch ratios after the first epoch: a slow spell longer than one pair of epochs cancels out."""
-    return [a / b for a, b in zip(numerator.epoch_seconds[1:], denominator.epoch_seconds[1:]) if b > 0]
-
-
 def run_ways(cfg: DictConfig, device: torch.device) -> dict[str, Result]:
     """All configured ways, taking turns every ``turn_batches`` batches; (a), when asked for, drives the turns."""
     unknown = set(cfg.ways) - WAYS.keys()
@@ -462,27 +332,3 @@ def run_ways(cfg: DictConfig, device: torch.device) -> dict[str, Result]:
     for way in others:
         way.result.peak_memory = meter.peaks[way.name]
     return {name: results[name] for name in WAYS if name in results}
-
-
-def benchmark(cfg: DictConfig) -> dict[str, float]:
-    """Run the configured ways side by side; print and save the table; return seconds per epoch."""
-    with open_dict(cfg):
-        cfg.trainer.max_epochs = cfg.epochs
-    device = _device(cfg)
-    results = run_ways(cfg, device)
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    data = cfg.data._target_.rsplit(".", 1)[-1]
-    dataset = getattr(get_class(cfg.data._target_), "dataset", None)  # None for a data module of one's own
-    if dataset in DATASETS and is_synthetic(dataset, cfg.data.data_dir):
-        data += " (SYNTHETIC files from scripts/synthetic_data.py: the real dataset's shape, not its images)"
-    header = (
-        f"model={cfg.model.net._target_.rsplit('.', 1)[-1]} data={data} "
-        f"batch={cfg.data.batch_size} epochs={cfg.epochs} precision={cfg.trainer.precision} device={machine} "
-        f"torch={torch.__version__}; the ways take turns every {cfg.turn_batches} training batches"
-    )
-    table = f"{header}\n\n{markdown_table(results)}\n"
-    print(table)
-    out = Path(cfg.paths.output_dir) / "benchmark.md"
-    out.write_text(table)
-    log.info("table saved to %s", out)
-    return {f"{name}/seconds_per_epoch": r.seconds_per_epoch for name, r in results.items()}

@@ -33,8 +33,7 @@ SMALL_VARIANTS = {
 @pytest.fixture(autouse=True, scope="module")
 def one_intra_op_thread():
     """Batches here are a few images: a second thread adds synchronisation, not speed, and on a busy
-    2-core machine its waiting costs 100x and more (measured, WRN-10-1 forward + backward of 2 images:
-    2 s with 2 threads, 0.01 s with 1)."""
+    machine with few cores its waiting can cost far more than the work itself."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -39,8 +39,9 @@ def image_grid(
 
     Returns the grid as an (H, W, 3) uint8 array (what TensorBoard's image summary takes), drawn with
     Pillow: one mosaic, each image enlarged to about 90 px with nearest-neighbour pixels, and one text
-    draw per caption. These grids are drawn during training; the same grid through matplotlib took
-    about 120 ms on a 2-core CPU, mostly laying out and rendering the captions' glyphs.
+    draw per caption. Hand-written because ``torchvision.utils.make_grid`` tiles images but writes no
+    captions or class names; Pillow rather than matplotlib because these grids are drawn during
+    training, and matplotlib's text layout costs many times more (docs/dashboards.md).
     """
     count, height, width = images.shape[:3]
     columns = max(1, min(columns, count))
@@ -95,7 +96,7 @@ def confusion_picture(matrix: np.ndarray, class_names: Sequence[str], title: str
 
     Colours are row-normalized (matplotlib's "Blues"), so rare classes read as well as common ones;
     the counts are written in the cells up to 30 classes. Drawn during training (every few validation
-    epochs): the same figure through matplotlib took about 150 ms on a 2-core CPU, this about 10 ms.
+    epochs), so with Pillow rather than matplotlib, like the image grids.
     """
     count = len(matrix)
     rows = matrix.sum(axis=1, keepdims=True)

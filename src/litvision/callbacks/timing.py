@@ -1,4 +1,9 @@
-"""Epoch time and training throughput as scalars."""
+"""Epoch time and training throughput as scalars.
+
+Lightning's ThroughputMonitor reports per-step rates and needs a batch-size function; this callback
+gives what a person compares between runs: the wall time of a whole epoch (validation included) and
+the epoch's training images per second.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A small BatchNorm CNN, the default model: fast on a 2-core CPU, above the Fashion-MNIST tutorial's accuracy.
+"""A small BatchNorm CNN, the default model: fast on a CPU, above the Fashion-MNIST tutorial's accuracy.
 
 Each stage is ``(conv 3x3 -> BatchNorm -> ReLU) x convs_per_stage -> max-pool 2``, widths per
 stage from config, then global average pooling, dropout and a linear classifier (Network-in-Network
