@@ -199,7 +199,7 @@ def test_csv_logger_alone_gets_the_scalars_and_the_pngs(csv_run):
     assert not (run_dir / "tensorboard").exists()
     header = (run_dir / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"time/epoch_s", "time/images_per_s", "val_class_acc/0", "test_class_acc/0", "lr-AdamW"} <= set(header)
-    assert 0.0 <= metrics["val_class_acc/3"] <= 1.0
+    assert {"val_class_acc/3", "test_class_acc/3"} <= metrics.keys()  # the callbacks' self.log reaches the task
     for name in PNGS:
         assert matplotlib.image.imread(run_dir / name).ndim == 3
 

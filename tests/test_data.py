@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import QUIET, compose_train, run_main
 from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from litvision.data.augment import augment_batch, cutout, random_crop, random_flip
 from litvision.data.datasets import ensure_available
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.data.synthetic import IDX_NAMES, is_synthetic, write_cifar10, write_idx_dataset, write_synthetic
 from litvision.errors import DataError
+from litvision.instantiate import build
 
 MNIST_FACTS = dict(num_classes=10, class_names=[str(i) for i in range(10)], mean=[0.13], std=[0.31])
 CIFAR_FACTS = dict(num_classes=10, class_names=[f"c{i}" for i in range(10)], mean=[0.5] * 3, std=[0.25] * 3)
@@ -191,3 +193,65 @@ def test_files_without_the_marker_are_not_called_synthetic(tmp_path):
     datamodule = CIFAR10DataModule(data_dir=str(tmp_path), val_size=10, download=False, **CIFAR_FACTS)
     datamodule.setup("fit")
     assert not datamodule.synthetic and not is_synthetic("cifar10", tmp_path)
+
+
+def test_dataloader_path_yields_the_same_examples_as_the_tensor_path(tiny_data_dir, tmp_path):
+    batches = {}
+    for loader in ("tensor", "dataloader"):
+        cfg = compose_train(
+            ["data=cifar10", f"data.loader={loader}", f"data.data_dir={tiny_data_dir}", "data.val_size=100"], tmp_path
+        )
+        datamodule = build(cfg.data, "data")
+        datamodule.setup("fit")
+        val = list(datamodule.val_dataloader())
+        test = list(datamodule.test_dataloader())
+        batches[loader] = [torch.cat([images for images, _ in split]) for split in (val, test)]
+        assert all(images.dtype == torch.uint8 for images, _ in val)
+    for tensor_split, dataloader_split in zip(batches["tensor"], batches["dataloader"]):
+        assert torch.equal(tensor_split, dataloader_split)
+
+
+def test_lightning_sets_the_sampler_epoch_also_when_resuming(tiny_data_dir, tmp_path):
+    from lightning.pytorch.callbacks import Callback
+
+    class RecordEpochs(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 0:
+                self.seen.append((trainer.current_epoch, trainer.train_dataloader.sampler.epoch))
+
+    def fit(max_epochs: int, ckpt_path=None) -> list:
+        cfg = compose_train(
+            [
+                "data=mnist",
+                f"data.data_dir={tiny_data_dir}",
+                "data.val_size=100",
+                "logger=csv",
+                f"trainer.max_epochs={max_epochs}",
+                "test=false",
+                *QUIET,
+            ],
+            tmp_path / str(max_epochs),
+        )
+        datamodule, model = build(cfg.data, "data"), build(cfg.model, "model")
+        recorder = RecordEpochs()
+        trainer = build(cfg.trainer, "trainer", callbacks=[recorder], logger=False)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        return recorder.seen, trainer
+
+    seen, trainer = fit(2)
+    assert seen == [(0, 0), (1, 1)]
+    checkpoint = tmp_path / "two_epochs.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    resumed, _ = fit(3, ckpt_path=str(checkpoint))
+    assert resumed == [(2, 2)], "a resumed run must continue the per-epoch data order"
+
+
+def test_synthetic_data_script_refuses_to_overwrite_in_one_line(tmp_path):
+    assert run_main("synthetic_data.py", "mnist", str(tmp_path), "--train", "20", "--test", "5")[0] == 0
+    kept = (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes()
+    status, _, err = run_main("synthetic_data.py", "mnist", str(tmp_path), "--train", "30", "--test", "6")
+    assert status == 2 and "exists" in err and "Traceback" not in err
+    assert (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes() == kept

@@ -71,7 +71,7 @@ def test_grid_records_failed_runs_and_finishes_the_others(tiny_data_dir, tmp_pat
     assert "Traceback" not in result.stderr + result.stdout
     sweep = only_sweep_dir(tmp_path)
     assert statuses(job_dirs(sweep)) == {"0": "ok", "1": "ok", "2": "failed", "3": "failed"}
-    assert json.loads((sweep / "0" / "metrics.json").read_text())["metrics"]["test/acc"] >= 0.0
+    assert "test/acc" in json.loads((sweep / "0" / "metrics.json").read_text())["metrics"]
 
     summary = run_script("summarize.py", str(sweep))
     table = summary.stdout
@@ -108,8 +108,7 @@ def test_optuna_search_resumes_after_being_killed(tiny_data_dir, tmp_path):
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # no clean-up: as when a machine or a session dies
         first.wait()
-    killed_after = _finished_trials(database)
-    assert killed_after < 3, first_log.read_text()[-3000:]
+    assert _finished_trials(database) < 3, first_log.read_text()[-3000:]
 
     resumed = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -117,12 +116,12 @@ def test_optuna_search_resumes_after_being_killed(tiny_data_dir, tmp_path):
     study = optuna.load_study(study_name="fashion_mnist_small_cnn", storage=f"sqlite:///{database}")
     states = [trial.state.name for trial in study.trials]
     assert len(states) == 3 and "RUNNING" not in states and states.count("COMPLETE") >= 2, states
+    # Wherever the kill landed, a trial it cut short is recorded as failed (interrupted), never left running.
     for trial in study.trials:
         status = json.loads((study_dir / str(trial.number) / "status.json").read_text())
         assert status["status"] == {"COMPLETE": "ok", "FAIL": "failed"}[trial.state.name]
-    if killed_after == 1:  # as good as always: the kill came in the middle of trial 1
-        assert states == ["COMPLETE", "FAIL", "COMPLETE"]
-        assert "interrupted" in json.loads((study_dir / "1" / "status.json").read_text())["error"]
+        if trial.state.name == "FAIL":
+            assert "interrupted" in status["error"]
     best = study.best_trial
     assert (
         best.value == json.loads((study_dir / str(best.number) / "metrics.json").read_text())["metrics"]["val/acc_best"]

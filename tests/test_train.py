@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning import Callback
 
-from conftest import QUIET, compose_train, run_script
+from conftest import QUIET, compose_train, run_main, run_script
 from litvision.checkpoint import read_checkpoint
 from litvision.instantiate import build
 from litvision.train import train
@@ -152,13 +152,12 @@ def test_multirun_gives_one_run_dir_per_job_in_one_sweep_dir(tiny_data_dir, tmp_
     assert [p.name for p in jobs] == ["0", "1", "2", "3"]
     for job in jobs:
         assert (job / "checkpoints" / "last.ckpt").is_file()
-        assert _last_metric(job / "csv" / "metrics.csv", "test/acc") >= 0.0
+        _last_metric(job / "csv" / "metrics.csv", "test/acc")  # asserts the test ran and was logged
 
 
 @pytest.mark.parametrize(
     "args,expected",
     [
-        (["data=cifar10", "data.download=false"], "CIFAR-10 not found"),
         (["ckpt_path=/no/such/file.ckpt"], "checkpoint not found"),
         (["model.net.widths=[32,64,128,256,512]"], "small_cnn needs images of at least 32x32"),
         (["model.optimizer.lr=fast"], "invalid model.optimizer options"),
@@ -168,14 +167,11 @@ def test_multirun_gives_one_run_dir_per_job_in_one_sweep_dir(tiny_data_dir, tmp_
     ],
 )
 def test_bad_input_gives_one_clear_line_and_no_traceback(args, expected, tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    data_dir = empty if "data=cifar10" in args else None
-    extra = [f"data.data_dir={data_dir}"] if data_dir else []
-    result = run_script("train.py", f"paths.root_dir={tmp_path}", *QUIET, *extra, *args, check=False)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
+    status, out, err = run_main("train.py", f"paths.root_dir={tmp_path}", *QUIET, *args)
+    assert status == 2, err[-2000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], err[-2000:]
+    assert "Traceback" not in err + out
 
 
 def test_missing_cifar10_offline_names_the_dataset_places_and_fixes(tmp_path):
@@ -194,12 +190,6 @@ def test_missing_cifar10_offline_names_the_dataset_places_and_fixes(tmp_path):
     assert "CIFAR-10 not found" in result.stderr and str(empty / "cifar-10-batches-py") in result.stderr
     assert "Fix:" in result.stderr and "Traceback" not in result.stderr + result.stdout
     assert [p.name for p in empty.iterdir()] == [], "a failed download left files behind"
-
-
-def test_unknown_model_lists_the_options(tmp_path):
-    result = run_script("train.py", "model=no_such_net", f"paths.root_dir={tmp_path}", check=False)
-    assert result.returncode != 0
-    assert "Available options" in result.stderr and "small_cnn" in result.stderr
 
 
 def _rows(path: Path) -> list[dict]:
@@ -294,3 +284,23 @@ def test_train_accuracy_is_the_share_of_training_examples_the_net_got_right(tiny
     assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(
         sum(batch_losses) / len(batch_losses), rel=1e-5
     )
+
+
+def test_training_options_run_end_to_end(tiny_data_dir, tmp_path):
+    cfg = compose_train(
+        [
+            "data=mnist",
+            "debug=fdr",
+            f"data.data_dir={tiny_data_dir}",
+            "data.val_size=100",
+            "data.loader=dataloader",
+            "model.channels_last=false",
+            "data.augment.flip=true",
+            "data.augment.crop_padding=2",
+            "data.augment.cutout_size=4",
+            *QUIET,
+        ],
+        tmp_path,
+    )
+    metrics = train(cfg)
+    assert {"train/loss", "val/acc", "test/acc"} <= metrics.keys()
