@@ -69,25 +69,32 @@ def run_script(
     return result
 
 
-def run_main(script: str, *args: str) -> tuple[int, str, str]:
-    """Run scripts/<script> in this process as ``python scripts/<script> args...`` would: (exit status, stdout, stderr).
+def run_main(script: str, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run scripts/<script> in this process, as ``python scripts/<script> args...`` would, capturing its output.
 
-    Much cheaper than :func:`run_script` (no new interpreter importing torch and Lightning); keep
-    subprocesses for what only a real process shows (signals, a whole multirun's exit, imports).
+    Much cheaper than :func:`run_script` (no new interpreter importing torch and Lightning). Keep
+    subprocesses for what only a real process shows: signals, DDP workers, a kill, imports.
     """
     GlobalHydra.instance().clear()
     argv, sys.argv = sys.argv, [str(ROOT / "scripts" / script), *args]
     out, err = io.StringIO(), io.StringIO()
-    status = 0
+    status, previous_cwd = 0, Path.cwd()
     try:
+        os.chdir(cwd or previous_cwd)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
     except SystemExit as exit_:
         status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     finally:
         sys.argv = argv
+        os.chdir(previous_cwd)
         GlobalHydra.instance().clear()
-    return status, out.getvalue(), err.getvalue()
+    result = subprocess.CompletedProcess([script, *args], status, out.getvalue(), err.getvalue())
+    if check and status != 0:
+        raise AssertionError(
+            f"{script} {' '.join(args)} failed ({status}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
+    return result
 
 
 def require_real_data(path: Path, how: str) -> None:

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from benchmark_ways import RandomStream
-from conftest import QUIET, run_main, run_script
+from conftest import QUIET, run_main
 
 
 def test_benchmark_script_prints_and_saves_the_three_way_table(tmp_path):
     # On synthetic CIFAR-10 from its script, as a session without the real files times it (with crop and flip).
     data_dir, run_dir = tmp_path / "synthetic", tmp_path / "bench"
-    written = run_script("synthetic_data.py", "cifar10", str(data_dir), "--train", "400", "--test", "50")
+    written = run_main("synthetic_data.py", "cifar10", str(data_dir), "--train", "400", "--test", "50")
     assert f"data.data_dir={data_dir}" in written.stdout
-    result = run_script(
+    result = run_main(
         "benchmark.py",
         "model=small_cnn",
         "data=cifar10",
@@ -65,6 +65,6 @@ def test_random_streams_of_ways_taking_turns_do_not_mix():
     [("ways=[plain,bogus]", "unknown ways ['bogus']"), ("turn_batches=0", "turn_batches must be a whole number >= 1")],
 )
 def test_benchmark_refuses_bad_options_in_one_line(override, expected, tmp_path):
-    status, out, err = run_main("benchmark.py", override, f"paths.root_dir={tmp_path}")
-    assert status == 2
-    assert expected in err and "Traceback" not in err + out
+    result = run_main("benchmark.py", override, f"paths.root_dir={tmp_path}", check=False)
+    assert result.returncode == 2
+    assert expected in result.stderr and "Traceback" not in result.stderr + result.stdout

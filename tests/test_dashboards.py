@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from conftest import QUIET, compose_train, run_script
+from conftest import QUIET, compose_train, run_main, run_script
 from litvision.callbacks.render import WRONG, confusion_picture, image_grid
 from litvision.instantiate import build
 from litvision.train import train
@@ -249,14 +249,14 @@ def test_plot_script_draws_every_run_of_a_sweep_folder(tensorboard_run, csv_run,
         shutil.copytree(source / log, sweep / str(job) / log)
         (sweep / str(job) / ".hydra").mkdir()
         (sweep / str(job) / ".hydra" / "overrides.yaml").write_text(f"- data=mnist\n- {override}\n")
-    result = run_script("plot.py", str(sweep))
+    result = run_main("plot.py", str(sweep))
     assert "2 runs" in result.stdout
     image = matplotlib.image.imread(sweep / "compare.png")
     assert image.ndim == 3 and image.shape[1] > 800
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    failed = run_script("plot.py", str(empty), check=False)
+    failed = run_main("plot.py", str(empty), check=False)
     assert failed.returncode == 2 and "error: no TensorBoard event files" in failed.stderr
     assert "Traceback" not in failed.stderr
 

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from conftest import CONF_DIR, ROOT, compose_train, run_main, run_script
+from conftest import CONF_DIR, ROOT, compose_train, run_main
 from litvision.instantiate import build
 from litvision.model_summary import profile
 from litvision.models.common import ModelConfigError
@@ -147,27 +147,25 @@ def test_a_too_small_image_fails_at_construction_naming_the_smallest_size(model,
 
 
 def test_too_small_image_is_one_line_at_the_command_line():
-    status, _, err = run_main("model_summary.py", "model=lenet", "data.image_size=8")
-    assert status == 2 and "Traceback" not in err
-    assert err.strip().splitlines()[-1] == (
+    result = run_main("model_summary.py", "model=lenet", "data.image_size=8", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
         "error: lenet needs images of at least 12x12 pixels, got 8x8 (data.image_size=12 or more resizes the batches)"
     )
 
 
 def test_unknown_model_lists_the_available_ones():
     # Hydra refuses it while composing train.yaml, the same for every script built on it.
-    status, _, err = run_main("model_summary.py", "model=lenet5")
-    assert status != 0
-    assert "Could not find 'model/lenet5'" in err
-    listed = re.search(r"Available options in 'model':\n((?:\t.+\n)+)", err).group(1).split()
+    result = run_main("model_summary.py", "model=lenet5", check=False)
+    assert result.returncode != 0
+    assert "Could not find 'model/lenet5'" in result.stderr
+    listed = re.search(r"Available options in 'model':\n((?:\t.+\n)+)", result.stderr).group(1).split()
     assert listed == MODELS
 
 
 def test_summary_prints_the_keras_table_without_dataset_files(tmp_path):
     # Run from an empty folder: no data/ to read and nothing written (a summary is not a run).
-    result = run_script(
-        "model_summary.py", "model=keras_cnn", "data=fashion_mnist", "data.download=false", cwd=tmp_path
-    )
+    result = run_main("model_summary.py", "model=keras_cnn", "data=fashion_mnist", "data.download=false", cwd=tmp_path)
     rows = {
         line.split()[0]: line.split()
         for line in result.stdout.splitlines()

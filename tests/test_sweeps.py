@@ -20,7 +20,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, QUIET, ROOT, compose_train, run_script
+from conftest import CONF_DIR, QUIET, ROOT, compose_train, run_main, run_script
 from litvision.checkpoint import read_checkpoint
 from litvision.sweeps.search_space import SearchSpaceError, parse_search_space
 from litvision.train import train
@@ -73,7 +73,7 @@ def test_grid_records_failed_runs_and_finishes_the_others(tiny_data_dir, tmp_pat
     assert statuses(job_dirs(sweep)) == {"0": "ok", "1": "ok", "2": "failed", "3": "failed"}
     assert "test/acc" in json.loads((sweep / "0" / "metrics.json").read_text())["metrics"]
 
-    summary = run_script("summarize.py", str(sweep))
+    summary = run_main("summarize.py", str(sweep))
     table = summary.stdout
     assert "| run | model.optimizer.lr | seed | val/acc_best | test/acc | epochs | wall | status |" in table
     assert table.count("| failed: LitvisionError") == 2
@@ -127,7 +127,7 @@ def test_optuna_search_resumes_after_being_killed(tiny_data_dir, tmp_path):
         best.value == json.loads((study_dir / str(best.number) / "metrics.json").read_text())["metrics"]["val/acc_best"]
     )
 
-    summary = run_script("summarize.py", str(study_dir))
+    summary = run_main("summarize.py", str(study_dir))
     assert "3 runs, best val/acc_best first" in summary.stdout
     assert re.search(rf"^\| {best.number} \| .*\| ok \|$", summary.stdout, re.M)
 
@@ -159,7 +159,7 @@ def test_optuna_study_goes_on_past_failed_and_pruned_trials(tiny_data_dir, tmp_p
     }
     assert "3 runs: 1 ok, 1 pruned, 1 failed" in result.stdout + result.stderr
 
-    table = run_script("summarize.py", str(sweep)).stdout
+    table = run_main("summarize.py", str(sweep)).stdout
     lines = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [line.split(" | ")[1] for line in lines] == ["0.01", "0.0", "fast"]  # best first, failed last
     assert f"pruned: TrialPruned: trial {by_lr[0.0].number} pruned after epoch 1" in lines[1]

@@ -34,7 +34,7 @@ def test_fast_dev_run_on_each_dataset(dataset, tiny_data_dir, tmp_path):
 
 def test_train_then_eval_gives_the_same_test_accuracy(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
-    trained = run_script(
+    trained = run_main(
         "train.py",
         *tiny_run_args(
             tiny_data_dir, tmp_path, "data=mnist", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}", "logger=many"
@@ -49,7 +49,7 @@ def test_train_then_eval_gives_the_same_test_accuracy(tiny_data_dir, tmp_path):
     assert train_acc > 0.5, "the tiny dataset is learnable; chance is 0.1"
 
     # eval.py needs only the checkpoint: model and data come from inside it.
-    evaluated = run_script(
+    evaluated = run_main(
         "eval.py",
         f"ckpt_path={best[0]}",
         f"paths.root_dir={tmp_path}",
@@ -88,7 +88,7 @@ def test_checkpoint_holds_plain_configs_and_loads_weights_only(tiny_data_dir, tm
 
 def test_resume_continues_from_the_saved_epoch(tiny_data_dir, tmp_path):
     first = tmp_path / "first"
-    run_script(
+    run_main(
         "train.py",
         *tiny_run_args(tiny_data_dir, tmp_path, "trainer.max_epochs=2", "logger=csv", f"hydra.run.dir={first}"),
     )
@@ -98,7 +98,7 @@ def test_resume_continues_from_the_saved_epoch(tiny_data_dir, tmp_path):
     steps_per_epoch = saved["global_step"] // 2
 
     resumed = tmp_path / "resumed"
-    run_script(
+    run_main(
         "train.py",
         *tiny_run_args(
             tiny_data_dir,
@@ -122,13 +122,13 @@ def test_resume_continues_from_the_saved_epoch(tiny_data_dir, tmp_path):
 
 def test_resume_with_another_model_is_refused_clearly(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
-    run_script(
+    run_main(
         "train.py",
         *tiny_run_args(
             tiny_data_dir, tmp_path, "trainer.max_epochs=1", "test=false", "logger=csv", f"hydra.run.dir={run_dir}"
         ),
     )
-    result = run_script(
+    result = run_main(
         "train.py",
         *tiny_run_args(tiny_data_dir, tmp_path, "model=mlp", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"),
         check=False,
@@ -138,7 +138,7 @@ def test_resume_with_another_model_is_refused_clearly(tiny_data_dir, tmp_path):
 
 
 def test_multirun_gives_one_run_dir_per_job_in_one_sweep_dir(tiny_data_dir, tmp_path):
-    run_script(
+    run_main(
         "train.py",
         "-m",
         "model=mlp,lenet",
@@ -167,11 +167,11 @@ def test_multirun_gives_one_run_dir_per_job_in_one_sweep_dir(tiny_data_dir, tmp_
     ],
 )
 def test_bad_input_gives_one_clear_line_and_no_traceback(args, expected, tmp_path):
-    status, out, err = run_main("train.py", f"paths.root_dir={tmp_path}", *QUIET, *args)
-    assert status == 2, err[-2000:]
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and expected in errors[0], err[-2000:]
-    assert "Traceback" not in err + out
+    result = run_main("train.py", f"paths.root_dir={tmp_path}", *QUIET, *args, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_missing_cifar10_offline_names_the_dataset_places_and_fixes(tmp_path):
