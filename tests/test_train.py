@@ -87,23 +87,35 @@ def test_checkpoint_holds_plain_configs_and_loads_weights_only(tiny_data_dir, tm
 
 
 def test_resume_continues_from_the_saved_epoch(tiny_data_dir, tmp_path):
+    # Batches of 64: enough steps an epoch that the one-cycle schedule is planned over the run's own length.
     first = tmp_path / "first"
     run_main(
         "train.py",
-        *tiny_run_args(tiny_data_dir, tmp_path, "trainer.max_epochs=2", "logger=csv", f"hydra.run.dir={first}"),
+        *tiny_run_args(
+            tiny_data_dir,
+            tmp_path,
+            "trainer.max_epochs=2",
+            "data.batch_size=64",
+            "logger=csv",
+            f"hydra.run.dir={first}",
+        ),
     )
     last = first / "checkpoints" / "last.ckpt"
     saved = read_checkpoint(last)
     assert saved["epoch"] == 1
     steps_per_epoch = saved["global_step"] // 2
 
+    assert saved["lr_schedulers"][0]["total_steps"] == 2 * steps_per_epoch
+
+    # Training longer than planned: the schedule is re-planned over 3 epochs instead of stepping past its end.
     resumed = tmp_path / "resumed"
-    run_main(
+    result = run_main(
         "train.py",
         *tiny_run_args(
             tiny_data_dir,
             tmp_path,
             "trainer.max_epochs=3",
+            "data.batch_size=64",
             "logger=csv",
             f"ckpt_path={last}",
             f"hydra.run.dir={resumed}",
@@ -114,9 +126,11 @@ def test_resume_continues_from_the_saved_epoch(tiny_data_dir, tmp_path):
     # Only the third epoch was trained in the resumed run.
     epochs = {row["epoch"] for row in _rows(resumed / "csv" / "metrics.csv") if row.get("train/loss")}
     assert epochs == {"2"}
-    # The one-cycle schedule went on from where it was, instead of restarting.
+    # The one-cycle schedule went on from where it was, instead of restarting, over the new length.
+    replanned = f"re-planned over {3 * steps_per_epoch} steps (was {2 * steps_per_epoch} steps)"
+    assert replanned in result.stdout + result.stderr
     scheduler = after["lr_schedulers"][0]
-    assert scheduler["last_epoch"] == 3 * steps_per_epoch
+    assert scheduler["last_epoch"] == scheduler["total_steps"] == 3 * steps_per_epoch
     assert after["optimizer_states"][0]["state"], "optimizer moments were not saved"
 
 

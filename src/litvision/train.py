@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from litvision.checkpoint import check_resumable, read_checkpoint
 from litvision.instantiate import build, build_each, plain
+from litvision.options import check_trainer_options
 from litvision.sweeps.records import scalars, write_metrics
 
 log = logging.getLogger(__name__)
@@ -16,16 +18,22 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg.model`` on ``cfg.data`` and test the best checkpoint; return the logged metrics."""
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+    seed = cfg.get("seed")
+    if seed is None:  # seed=null draws one; it is logged and saved (metrics.json, checkpoint) to repeat the run
+        seed = secrets.randbelow(2**31)
+        with open_dict(cfg):
+            cfg.seed = seed  # what ${seed} (data.shuffle_seed) resolves to from here on
+        log.info("seed=%d (drawn)", seed)
+    L.seed_everything(seed, workers=True)
     datamodule = build(cfg.data, "data")
     # The data config travels in the checkpoint, so eval.py rebuilds the same data without repeating options.
-    model = build(cfg.model, "model", data_config=plain(cfg.data))
+    model = build(cfg.model, "model", data_config=plain(cfg.data), seed=seed)
     if cfg.get("ckpt_path"):
         check_resumable(read_checkpoint(cfg.ckpt_path), cfg.ckpt_path, model.hparams["net"])
 
     callbacks = build_each(cfg.get("callbacks"), "callbacks")
     loggers = build_each(cfg.get("logger"), "logger")
+    check_trainer_options(cfg.trainer)
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -40,5 +48,5 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("test/acc=%.4f  (best checkpoint: %s)", metrics.get("test/acc", float("nan")), best or "none")
     log.info("run dir: %s", cfg.paths.output_dir)
     if trainer.is_global_zero:  # <run dir>/metrics.json: what scripts/summarize.py tabulates across a sweep
-        write_metrics(cfg.paths.output_dir, metrics, epochs=trainer.current_epoch)
+        write_metrics(cfg.paths.output_dir, metrics, epochs=trainer.current_epoch, seed=seed)
     return metrics

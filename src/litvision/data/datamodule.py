@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,41 @@ log = logging.getLogger(__name__)
 
 def _per_channel(values: Sequence[float]) -> torch.Tensor:
     return torch.tensor(list(values), dtype=torch.float32).view(1, -1, 1, 1)
+
+
+class _ResumableBatchLoader(TensorBatchLoader):
+    """The training loader: after a mid-epoch checkpoint it continues the epoch at the batch where it stopped.
+
+    Lightning restores the loop's progress (the batches of the epoch already done) before the epoch's
+    first batch is drawn; the sampler's epoch fixes the order, so skipping that many batches of it gives
+    the batches an uninterrupted run would have seen next. In an epoch started afresh the count is 0.
+    """
+
+    def __init__(self, *args, trainer, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._trainer = trainer
+
+    def _batches_done(self) -> int:
+        if not self._trainer.training:
+            return 0
+        return int(self._trainer.fit_loop.epoch_loop.batch_progress.current.ready)
+
+    def __iter__(self):
+        # A generator: the count is read when the epoch's first batch is drawn, after Lightning's restore.
+        skip = self._batches_done()
+        batches = super().__iter__()
+        if skip:
+            log.info("resuming the epoch at training batch %d", skip)
+            # The skipped batches are gathered and dropped: a one-off cost when resuming mid-epoch.
+            batches = itertools.islice(batches, skip, None)
+        yield from batches
+
+    # Lightning's resumable-loader interface: the position comes from the loop state, nothing to add.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
 
 
 class ImageDataModule(LightningDataModule):
@@ -68,6 +104,16 @@ class ImageDataModule(LightningDataModule):
             raise DataError(f"data.loader must be 'tensor' or 'dataloader', got {loader!r}")
         if len(class_names) != num_classes or len(mean) != self.in_channels or len(std) != self.in_channels:
             raise DataError(f"{self.dataset}: num_classes, class_names, mean and std disagree in the data config")
+        _check_options(
+            self.image_size if image_size is None else image_size,  # null: the files' own size
+            eval_batch_size=eval_batch_size,
+            split_seed=split_seed,
+            shuffle_seed=shuffle_seed,
+            num_workers=num_workers,
+            std=std,
+            augment=augment,
+            flags={"download": download, "keep_on_device": keep_on_device},
+        )
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
@@ -95,11 +141,13 @@ class ImageDataModule(LightningDataModule):
                 self.data_dir,
                 self.dataset,
             )
-        images, labels = load_split(self.dataset, self.data_dir, train=True)
+        # Each split is checked against the config: label range, one label per image, the declared shape.
+        checks = {"num_classes": self.num_classes, "shape": self.native_shape}
+        images, labels = load_split(self.dataset, self.data_dir, train=True, **checks)
         train_idx, val_idx = self.split_indices(len(images))
         self.splits["train"] = (images[train_idx], labels[train_idx])
         self.splits["val"] = (images[val_idx], labels[val_idx])
-        self.splits["test"] = load_split(self.dataset, self.data_dir, train=False)
+        self.splits["test"] = load_split(self.dataset, self.data_dir, train=False, **checks)
 
     def split_indices(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(train, val) indices into the official training split, fixed by ``split_seed``."""
@@ -120,6 +168,8 @@ class ImageDataModule(LightningDataModule):
         images, labels = self.splits[split]
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         sampler = EpochSampler(len(images), shuffle=train, seed=self.shuffle_seed, rank=rank, world_size=world)
+        if train and trainer is not None:
+            return _ResumableBatchLoader(images, labels, batch_size, sampler, trainer=trainer)
         return TensorBatchLoader(images, labels, batch_size, sampler, drop_last=False)
 
     def _torch_dataloader(self, split: str, train: bool, batch_size: int) -> DataLoader:
@@ -201,3 +251,46 @@ class FashionMNISTDataModule(ImageDataModule):
 class CIFAR10DataModule(ImageDataModule):
     dataset = "cifar10"
     native_shape = (3, 32)
+
+
+AUGMENT_KEYS = ("crop_padding", "flip", "cutout_size")  # augment_batch's options
+
+
+def _check_options(
+    image_size: int,
+    eval_batch_size: int | None,
+    split_seed: int,
+    shuffle_seed: int,
+    num_workers: int,
+    std: Sequence[float],
+    augment: dict | None,
+    flags: dict[str, object],
+) -> None:
+    """The data options with a range or a fixed set of values: a bad one fails here, in one line."""
+
+    def whole(value, lowest: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= lowest
+
+    counts = {"image_size": (image_size, 1), "split_seed": (split_seed, 0), "num_workers": (num_workers, 0)}
+    counts["shuffle_seed"] = (shuffle_seed, 0)  # ${seed} by default: train.py draws one for seed=null
+    if eval_batch_size is not None:
+        counts["eval_batch_size"] = (eval_batch_size, 1)
+    for name, (value, lowest) in counts.items():
+        if not whole(value, lowest):
+            raise DataError(f"data.{name} must be an integer >= {lowest} (got {value!r})")
+    if any(not value > 0 for value in std):
+        raise DataError(f"data.std must be > 0 in every channel (got {list(std)})")
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise DataError(f"data.{name} must be true or false (got {value!r})")
+    augment = dict(augment or {})
+    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
+    if unknown:
+        raise DataError(f"data.augment has unknown key(s) {', '.join(unknown)}; known: {', '.join(AUGMENT_KEYS)}")
+    if not isinstance(augment.get("flip", False), bool):
+        raise DataError(f"data.augment.flip must be true or false (got {augment['flip']!r})")
+    # Reflect padding needs less than the image side; a cutout square no larger than the image.
+    for name, below in (("crop_padding", image_size), ("cutout_size", image_size + 1)):
+        value = augment.get(name, 0)
+        if not whole(value, 0) or value >= below:
+            raise DataError(f"data.augment.{name} must be an integer in [0, {below}) (got {value!r})")

@@ -1,8 +1,11 @@
-"""Finding and parsing dataset files.
+"""Finding, parsing and checking dataset files.
 
-torchvision's dataset classes parse the files; this module decides where the files come from:
-(a) ``data_dir`` in torchvision's layout, (b) known system copies (gzip files that are decompressed
-into ``data_dir``), (c) torchvision's download, (d) otherwise one clear :class:`DataError`.
+torchvision's dataset classes parse the IDX files; CIFAR-10's pickle batches are read by a restricted
+unpickler (no code runs, whatever the file holds). This module decides where the files come from:
+(a) ``data_dir`` in torchvision's layout (raw files, or ``.gz`` archives in the raw folder), (b) known
+system copies (gzip files that are decompressed into ``data_dir``), (c) torchvision's download,
+(d) otherwise one clear :class:`DataError`. Every split is checked on load: as many labels as images,
+labels in ``[0, num_classes)``, images of the dataset's shape.
 """
 
 from __future__ import annotations
@@ -21,17 +24,92 @@ from torchvision import datasets as tv_datasets
 
 from litvision.errors import DataError
 
+# The only globals a CIFAR-10 pickle holds: numpy's array reconstruction and, in pickles written by
+# Python 3 at protocol 2, ``_codecs.encode`` for the raw bytes. Anything else (os.system, eval, ...)
+# is refused before it is called.
+_CIFAR_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+_CIFAR_ROW = 3 * 32 * 32  # values per image in a batch's "data" rows (CHW)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which CIFAR-10 files never hold")
+        return super().find_class(module, name)
+
+
+def read_cifar_pickle(path: Path) -> dict:
+    """Unpickle a CIFAR-10 file with :class:`_CifarUnpickler`: a dict, or one :class:`DataError` naming it."""
+    try:
+        with Path(path).open("rb") as handle:
+            loaded = _CifarUnpickler(handle, encoding="latin1").load()
+    except FileNotFoundError:
+        raise DataError(f"CIFAR-10: {path} is missing") from None
+    except Exception as err:  # UnpicklingError, EOFError, ValueError ...: what the file holds is the problem
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise DataError(f"CIFAR-10: {path} is not a CIFAR-10 file ({reason}); refused to load it") from None
+    if not isinstance(loaded, dict):
+        raise DataError(f"CIFAR-10: {path} holds a {type(loaded).__name__}, not a CIFAR-10 dict")
+    return loaded
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
+    """A batch's uint8 rows ``(N, 3072)`` and its labels, checked for structure and count."""
+    entry = read_cifar_pickle(path)
+    data, labels = entry.get("data"), entry.get("labels", entry.get("fine_labels"))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+        raise DataError(f"CIFAR-10: {path}: 'data' is not a 2-d uint8 array")
+    if data.shape[1] != _CIFAR_ROW:
+        raise DataError(f"CIFAR-10: {path}: images of {data.shape[1]} values, expected {_CIFAR_ROW} (3x32x32)")
+    if not isinstance(labels, list) or not all(type(label) is int for label in labels):
+        raise DataError(f"CIFAR-10: {path}: 'labels' is not a list of integers")
+    if len(labels) != len(data):
+        raise DataError(f"CIFAR-10: {path}: {len(data)} images but {len(labels)} labels")
+    return data, labels
+
 
 class CIFAR10Files(tv_datasets.CIFAR10):
-    """torchvision's CIFAR-10 parser that checks the files by structure instead of by md5.
+    """torchvision's CIFAR-10 dataset with files checked by structure and read without executing code.
 
     torchvision refuses any CIFAR-10 batch whose md5 differs from the published one, which rules out
-    re-packed copies and the small files tests write. The pickle parsing stays torchvision's.
+    re-packed copies and the small files tests write; and it reads batches with ``pickle.load``, which
+    runs whatever a crafted file asks. Here :func:`read_cifar_batch` reads them instead.
     """
 
     train_list = [[name, None] for name, _ in tv_datasets.CIFAR10.train_list]
     test_list = [[name, None] for name, _ in tv_datasets.CIFAR10.test_list]
     meta = {**tv_datasets.CIFAR10.meta, "md5": None}
+
+    def __init__(self, root, train: bool = True, transform=None, target_transform=None, download: bool = False):
+        tv_datasets.VisionDataset.__init__(self, root, transform=transform, target_transform=target_transform)
+        self.train = train
+        if download:
+            self.download()
+        folder = Path(self.root) / self.base_folder
+        # (file, number of images) in order, so a check on the whole split can name the file at fault
+        self.sources: list[tuple[Path, int]] = []
+        rows, self.targets = [], []
+        for name, _ in self.train_list if train else self.test_list:
+            data, labels = read_cifar_batch(folder / name)
+            rows.append(data)
+            self.targets.extend(labels)
+            self.sources.append((folder / name, len(data)))
+        self.data = np.concatenate(rows).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # HWC, as torchvision's
+        self._load_meta()
+
+    def _load_meta(self) -> None:
+        path = Path(self.root) / self.base_folder / self.meta["filename"]
+        names = read_cifar_pickle(path).get(self.meta["key"])
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise DataError(f"CIFAR-10: {path}: {self.meta['key']!r} is not a list of class names")
+        self.classes = names
+        self.class_to_idx = {name: i for i, name in enumerate(names)}
 
 
 @dataclass(frozen=True)
@@ -76,7 +154,13 @@ def ensure_available(dataset: str, data_dir: str | Path, search_dirs=(), downloa
     data_dir = Path(data_dir).expanduser()
     if all(p.is_file() for p in spec.paths(data_dir)):
         return
-    looked_at = [str(data_dir / spec.folder)]
+    raw = data_dir / spec.folder
+    looked_at = [str(raw)]
+    # Archives placed in the raw folder itself (any source: torchvision's checksums are not required)
+    # are decompressed beside them and checked by structure on load like any other copy.
+    if spec.gzipped and all((raw / f).is_file() or (raw / f"{f}.gz").is_file() for f in spec.files):
+        _decompress_into(raw, spec, data_dir)
+        return
     for source in search_dirs or ():
         source = Path(source).expanduser()
         looked_at.append(str(source))
@@ -142,31 +226,95 @@ def _try_download(spec: DatasetFiles, data_dir: Path) -> str | None:
 
 
 def _find_unreadable(spec: DatasetFiles, data_dir: Path) -> Path | None:
-    """Name the file that broke parsing: IDX files by header-vs-size, CIFAR batches by unpickling."""
+    """Name the IDX file that broke parsing, by header against size (CIFAR batches name themselves)."""
     for path in spec.paths(data_dir):
+        if not spec.gzipped:
+            continue
         try:
-            if spec.gzipped:
-                header = path.read_bytes()[: 4 + 4 * 3]
-                dims = header[3]
-                sizes = np.frombuffer(header[4 : 4 + 4 * dims], dtype=">i4")
-                if path.stat().st_size != 4 + 4 * dims + int(np.prod(sizes)):
-                    return path
-            else:
-                with path.open("rb") as handle:
-                    pickle.load(handle, encoding="latin1")
+            header = path.read_bytes()[: 4 + 4 * 3]
+            dims = header[3]
+            sizes = np.frombuffer(header[4 : 4 + 4 * dims], dtype=">i4")
+            if path.stat().st_size != 4 + 4 * dims + int(np.prod(sizes)):
+                return path
         except Exception:
             return path
     return None
 
 
-def load_split(dataset: str, data_dir: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Parse one split with torchvision: uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``."""
+def _split_files(spec: DatasetFiles, data_dir: Path, train: bool, parsed) -> tuple[str, str]:
+    """(images file, labels file) of a split, for messages."""
+    if hasattr(parsed, "sources"):  # CIFAR-10: images and labels live in the same batch files
+        names = ", ".join(path.name for path, _ in parsed.sources)
+        return f"{data_dir / spec.folder} ({names})", f"{data_dir / spec.folder} ({names})"
+    prefix = "train" if train else "t10k"
+    folder = data_dir / spec.folder
+    return str(folder / f"{prefix}-images-idx3-ubyte"), str(folder / f"{prefix}-labels-idx1-ubyte")
+
+
+def _labels_file(parsed, index: int, fallback: str) -> str:
+    """The file that holds the ``index``-th label of a split (CIFAR-10: one of the batches)."""
+    for path, count in getattr(parsed, "sources", ()):
+        if index < count:
+            return f"{path} (image {index})"
+        index -= count
+    return f"{fallback} (image {index})"
+
+
+def check_split(
+    spec: DatasetFiles,
+    data_dir: Path,
+    train: bool,
+    parsed,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int | None,
+    shape: tuple[int, int] | None,
+) -> None:
+    """Raise one :class:`DataError` naming the file and the value when a split is not what the dataset declares."""
+    split = "train" if train else "test"
+    images_file, labels_file = _split_files(spec, data_dir, train, parsed)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{spec.name} {split} split: {len(images)} images ({images_file}) but {len(labels)} labels ({labels_file})"
+        )
+    if shape is not None and tuple(images.shape[1:]) != (shape[0], shape[1], shape[1]):
+        channels, side = shape
+        found = "x".join(str(size) for size in images.shape[1:])
+        raise DataError(
+            f"{spec.name} {split} split: images of {found} in {images_file}, expected {channels}x{side}x{side}"
+        )
+    if num_classes is not None and len(labels):
+        bad = ((labels < 0) | (labels >= num_classes)).nonzero()
+        if len(bad):
+            index = int(bad[0])
+            raise DataError(
+                f"{spec.name} {split} split: label {int(labels[index])} outside [0, {num_classes}) in "
+                f"{_labels_file(parsed, index, labels_file)}"
+            )
+
+
+def load_split(
+    dataset: str,
+    data_dir: str | Path,
+    train: bool,
+    num_classes: int | None = None,
+    shape: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Parse and check one split: uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``.
+
+    ``num_classes`` and ``shape`` (channels, side) are what the data config declares; each split is
+    checked against them (see :func:`check_split`).
+    """
     spec = DATASETS[dataset]
+    data_dir = Path(data_dir)
     try:
         parsed = spec.parser(str(data_dir), train=train, download=False)
+    except DataError:
+        raise  # already names the file
     except Exception as err:
         bad = _find_unreadable(spec, Path(data_dir))
-        reason = f"{type(err).__name__}: {str(err)[:200]}".rstrip(": ")
+        first_line = (str(err).strip().splitlines() or [""])[0][:200]
+        reason = f"{type(err).__name__}: {first_line}".rstrip(": ")  # one line, whatever torchvision raised
         raise DataError(
             f"{spec.name}: cannot read {bad or Path(data_dir) / spec.folder} ({reason}). The file is "
             f"truncated or corrupt: delete it and provide it again."
@@ -177,6 +325,5 @@ def load_split(dataset: str, data_dir: str | Path, train: bool) -> tuple[torch.T
     elif images.ndim == 3:  # MNIST family: (N, H, W)
         images = images.unsqueeze(1)
     labels = torch.as_tensor(parsed.targets, dtype=torch.int64)
-    if len(images) != len(labels):
-        raise DataError(f"{spec.name}: {len(images)} images but {len(labels)} labels under {data_dir}")
+    check_split(spec, data_dir, train, parsed, images, labels, num_classes, shape)
     return images.contiguous(), labels

@@ -44,7 +44,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def write_metrics(run_dir: str | Path, metrics: Mapping[str, float], epochs: int, **extra: Any) -> None:
-    """``<run dir>/metrics.json``: every scalar the task logged, plus the number of epochs trained."""
+    """``<run dir>/metrics.json``: every scalar the task logged, the number of epochs trained, and ``extra``
+    (train.py adds the run's seed, so a run whose seed was drawn can be repeated)."""
     finite = {name: float(value) for name, value in metrics.items() if math.isfinite(float(value))}
     write_json(Path(run_dir) / METRICS_FILE, {"metrics": finite, "epochs": int(epochs), **extra})
 

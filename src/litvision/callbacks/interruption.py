@@ -1,0 +1,271 @@
+"""Ctrl-C (SIGINT) and SIGTERM (what SLURM sends before preempting) stop a run with a checkpoint it resumes from.
+
+While training, the first signal only sets a flag: the run stops at the end of the current training
+batch, where Lightning's loop state is consistent, and saves ``interrupted.ckpt`` there. Resuming from
+it continues with the next batch of the same epoch: the loop state says where, the data module's
+training loader skips the batches already done, and this callback's state (saved in every
+checkpoint, ``last.ckpt`` too) puts the random generators back where they were, so dropout and
+augmentation draw what an uninterrupted run would have drawn. A second Ctrl-C stops at once
+(Lightning's own handling; the checkpoint is then written where it stopped).
+
+The run then leaves ``status.json`` with ``interrupted``, the signal and the checkpoint to resume
+from, logs the command that resumes it, and :func:`litvision.cli.run_task` exits with 128 + the
+signal number (130 for SIGINT, 143 for SIGTERM). Under DDP (several processes), the flag is left to
+Lightning: its SIGTERM handling stops every rank at the same batch and the checkpoint is saved there.
+In a SLURM job, SIGTERM's checkpoint is ``<run dir>/hpc_ckpt_<n>.ckpt`` instead, the name Lightning
+resumes from by itself when the requeued job starts in the same run folder (docs/training.md).
+
+Checkpoints are written through :class:`AtomicCheckpointIO` (installed by :class:`Interruption`):
+Lightning's own writer stages a checkpoint in the system temporary folder and moves it into place,
+which is a copy into the final file when that folder is on another file system (a tmpfs ``/tmp``, a
+cluster's network-mounted logs): a kill during that copy left a truncated ``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import shlex
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning import Callback
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from litvision.sweeps.records import write_status
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What an interrupted run left: the signal, the checkpoint to resume from and the command that does it."""
+
+    signum: int
+    ckpt_path: str | None
+    command: str | None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class RunInterrupted(Exception):
+    """Raised at the end of a training batch after SIGINT or SIGTERM arrived."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def find_stop(error: BaseException | None) -> Stopped | None:
+    """The :class:`Stopped` record :class:`Interruption` attached to ``error`` or to an error it came from."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        stopped = getattr(error, "litvision_stopped", None)
+        if isinstance(stopped, Stopped):
+            return stopped
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _signal_of(error: BaseException) -> int | None:
+    if isinstance(error, RunInterrupted):
+        return error.signum
+    if isinstance(error, SIGTERMException):
+        return signal.SIGTERM
+    if isinstance(error, KeyboardInterrupt):
+        return signal.SIGINT
+    return None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside its target, flushed to disk, then renamed over it.
+
+    The rename is atomic on a local or network file system, so a reader (the next resume) sees the old
+    file or the new one, never part of one. Local paths only; remote URLs go to Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        try:
+            with partial.open("wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+class Interruption(Callback):
+    """Stop cleanly on SIGINT/SIGTERM: checkpoint at a batch boundary, ``status.json``, the resume command.
+
+    Args:
+        dirpath: where ``filename`` is written (the run's checkpoint folder).
+        run_dir: where ``status.json`` is written (the run folder).
+        filename: the checkpoint written when a signal stops training.
+        command: how the run was started, for the printed resume command (the run's overrides follow it).
+    """
+
+    def __init__(
+        self,
+        dirpath: str,
+        run_dir: str,
+        filename: str = "interrupted.ckpt",
+        command: str = "python scripts/train.py",
+    ):
+        self.dirpath, self.run_dir, self.filename, self.command = Path(dirpath), Path(run_dir), filename, command
+        self._requested: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._state_to_restore: dict | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # Only Lightning's default writer is replaced; a writer of the user's (trainer.plugins) stays.
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+    # -- signals ---------------------------------------------------------------------------------
+    def on_train_start(self, trainer, pl_module) -> None:
+        # After Lightning registered its own SIGTERM handler (kept: it is chained below).
+        self._requested = None
+        if trainer.world_size > 1 or threading.current_thread() is not threading.main_thread():
+            return
+        for signum in _SIGNALS:
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
+        log.info(
+            "Ctrl-C or SIGTERM now stops training at the end of the current batch, with a checkpoint to resume from"
+        )
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self._requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self._requested = signum
+        previous = self._previous.get(signum)
+        if signum == signal.SIGTERM and callable(previous):
+            previous(signum, frame)  # Lightning's: marks the trainer as having received SIGTERM
+
+    def _restore_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._state_to_restore is not None:  # first batch after resuming: the generators as they were
+            _set_rng_state(self._state_to_restore["rng"])
+            self._state_to_restore = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._requested is not None:
+            raise RunInterrupted(self._requested)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore_handlers()
+        if self._requested is not None:  # arrived during the last validation: training is complete, stop here
+            raise RunInterrupted(self._requested)
+
+    # -- stopping --------------------------------------------------------------------------------
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._restore_handlers()
+        signum = _signal_of(exception)
+        if signum is None:
+            return
+        ckpt_path = None
+        if trainer.state.fn == TrainerFn.FITTING:
+            ckpt_path = str(self._checkpoint_path(trainer, signum).resolve())
+            trainer.save_checkpoint(ckpt_path, weights_only=False)  # the whole state: optimizer, loops, callbacks
+        else:  # stopped while testing: training is complete, its last checkpoint resumes (and tests) it
+            last = getattr(trainer.checkpoint_callback, "last_model_path", "")
+            ckpt_path = str(Path(last).resolve()) if last else None
+        command = self.resume_command(ckpt_path) if ckpt_path else None
+        stopped = Stopped(int(signum), ckpt_path, command)
+        exception.litvision_stopped = stopped
+        if not trainer.is_global_zero:
+            return
+        write_status(
+            self.run_dir,
+            INTERRUPTED,
+            signal=signal.Signals(signum).name,
+            ckpt_path=ckpt_path,
+            resume=command,
+            epoch=trainer.current_epoch,
+            global_step=trainer.global_step,
+        )
+        name = signal.Signals(signum).name
+        if command:
+            print(
+                f"{name}: stopped at epoch {trainer.current_epoch}, step {trainer.global_step}; resume with:",
+                file=sys.stderr,
+            )
+            print(f"  {command}", file=sys.stderr)
+        else:
+            print(f"{name}: stopped; no checkpoint to resume from", file=sys.stderr)
+
+    def _checkpoint_path(self, trainer, signum: int) -> Path:
+        if signum == signal.SIGTERM and SLURMEnvironment.detect():
+            # Lightning resumes a SLURM job started without ckpt_path from the newest hpc_ckpt_<n>.ckpt in
+            # its default_root_dir (the run folder): a requeued job that finds its folder continues from here.
+            root = Path(trainer.default_root_dir)
+            found = (re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", path.name) for path in root.glob("hpc_ckpt_*.ckpt"))
+            return root / f"hpc_ckpt_{max((int(m.group(1)) for m in found if m), default=0) + 1}.ckpt"
+        return self.dirpath / self.filename
+
+    def resume_command(self, ckpt_path: str) -> str:
+        """``<command> <the run's overrides> ckpt_path=<ckpt>``: the same run, continued."""
+        overrides = []
+        if HydraConfig.initialized():
+            overrides = [o for o in HydraConfig.get().overrides.task if not o.split("=", 1)[0].endswith("ckpt_path")]
+        return " ".join([self.command, *(shlex.quote(o) for o in overrides), shlex.quote(f"ckpt_path={ckpt_path}")])
+
+    # -- random generators in every checkpoint ------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": _rng_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._state_to_restore = state_dict if "rng" in state_dict else None
+
+
+def _rng_state() -> dict[str, Any]:
+    """torch (CPU and CUDA), numpy and Python generator states, as types a weights-only load accepts."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(position), int(has_gauss), cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
