@@ -69,7 +69,7 @@ def test_data_configs_expose_the_shape_keys(tmp_path):
 def test_callbacks_default_has_checkpoint_on_val_acc_and_no_early_stopping(tmp_path):
     cfg = compose_train([], tmp_path)
     assert cfg.callbacks.model_checkpoint.monitor == "val/acc"
-    assert cfg.callbacks.model_checkpoint.save_last is True
+    assert cfg.callbacks.last_checkpoint.filename == "last" and cfg.callbacks.last_checkpoint.monitor is None
     assert "early_stopping" not in cfg.callbacks
     cfg = compose_train(["callbacks=[default,early_stopping]"], tmp_path)
     stopper = instantiate(cfg.callbacks.early_stopping)

@@ -318,3 +318,14 @@ def test_training_options_run_end_to_end(tiny_data_dir, tmp_path):
     )
     metrics = train(cfg)
     assert {"train/loss", "val/acc", "test/acc"} <= metrics.keys()
+
+
+def test_last_ckpt_holds_the_last_epoch_also_when_val_acc_did_not_improve(tiny_data_dir, tmp_path):
+    # lr=0: the net never changes, so val/acc never improves after epoch 0 and the best checkpoint stays
+    # epoch 0; last.ckpt, what a resume starts from, must still be the last epoch.
+    overrides = ["data=mnist", "model=mlp", "trainer.max_epochs=2", "test=false", "logger=none", "model.optimizer.lr=0"]
+    cfg = compose_train([f"data.data_dir={tiny_data_dir}", "data.val_size=100", *QUIET, *overrides], tmp_path)
+    train(cfg)
+    checkpoints = tmp_path / "checkpoints"
+    assert [p.name for p in checkpoints.glob("epoch_*.ckpt")] == ["epoch_000.ckpt"]
+    assert read_checkpoint(checkpoints / "last.ckpt")["epoch"] == 1

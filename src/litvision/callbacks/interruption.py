@@ -198,7 +198,7 @@ class Interruption(Callback):
             ckpt_path = str(self._checkpoint_path(trainer, signum).resolve())
             trainer.save_checkpoint(ckpt_path, weights_only=False)  # the whole state: optimizer, loops, callbacks
         else:  # stopped while testing: training is complete, its last checkpoint resumes (and tests) it
-            last = getattr(trainer.checkpoint_callback, "last_model_path", "")
+            last = next((cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor is None), "")
             ckpt_path = str(Path(last).resolve()) if last else None
         command = self.resume_command(ckpt_path) if ckpt_path else None
         stopped = Stopped(int(signum), ckpt_path, command)
