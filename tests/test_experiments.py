@@ -1,0 +1,120 @@
+"""conf/experiment/: every experiment composes and runs one batch per stage; scripts/reproduce.py tabulates seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import CONF_DIR, DEBIAN_FASHION_MNIST, QUIET, compose_train, require_real_data, run_main
+from litvision.train import train
+
+EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
+# CPU, 32-bit and small batches whatever the recipe asks for (GPU, bf16, batch 512): the wiring is under
+# test here, not the speed.
+SMALL = ["trainer=cpu", "trainer.precision=32-true", "model.compile=false", "data.batch_size=16"]
+SMALL += ["data.eval_batch_size=64", "data.val_size=100", "logger=none", "debug=fdr", *QUIET]
+
+
+def test_the_issue_s_experiments_exist():
+    tutorials = ["seed000_fashion_cnn", "seed001_simple_cnn", "seed002_lenet", "seed002_residual_cnn"]
+    tutorials += ["seed003_keras_cnn", "seed004_mlp"]
+    expected = tutorials + [f"{name}_better" for name in tutorials]
+    expected += ["fashion_mnist_speedrun", "fashion_mnist_best", "mnist_best", "cifar10_speedrun", "cifar10_resnet18"]
+    assert set(expected) <= set(EXPERIMENTS), sorted(set(expected) - set(EXPERIMENTS))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_runs_one_batch_per_stage(experiment, tiny_data_dir, tmp_path):
+    cfg = compose_train([f"experiment={experiment}", f"data.data_dir={tiny_data_dir}", *SMALL], tmp_path)
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0, metrics
+
+
+def test_tutorial_recipes_are_as_written(tmp_path):
+    """The numbers the tutorials state, checked in the composed configs (../shared/SEEDS.md)."""
+    expected = {
+        # experiment: (optimizer, lr, batch size, epochs, mean)
+        "seed000_fashion_cnn": ("torch.optim.Adam", 0.005, 256, 9, [0.0]),
+        "seed002_lenet": ("torch.optim.SGD", 0.5, 100, 16, [0.0]),
+        "seed002_residual_cnn": ("torch.optim.SGD", 0.9, 100, 10, [0.5, 0.5, 0.5]),
+        "seed003_keras_cnn": ("torch.optim.Adam", 0.001, 32, 5, [0.0]),
+        "seed004_mlp": ("torch.optim.SGD", 0.01, 64, 10, [0.1307]),
+    }
+    for experiment, (optimizer, lr, batch_size, epochs, mean) in expected.items():
+        cfg = compose_train([f"experiment={experiment}"], tmp_path)
+        got = (cfg.model.optimizer._target_, cfg.model.optimizer.lr, cfg.data.batch_size, cfg.trainer.max_epochs)
+        assert got == (optimizer, lr, batch_size, epochs), experiment
+        assert list(cfg.data.mean) == mean, experiment
+        assert not cfg.model.scheduler, f"{experiment}: the tutorial has no schedule"
+        assert cfg.callbacks.model_checkpoint.monitor is None, f"{experiment}: tests the last epoch"
+    assert compose_train(["experiment=seed003_keras_cnn"], tmp_path).model.optimizer.eps == 1e-7
+    assert compose_train(["experiment=seed004_mlp"], tmp_path).model.optimizer.momentum == 0.5
+
+
+def test_better_recipes_keep_the_network(tmp_path):
+    for better in [name for name in EXPERIMENTS if name.endswith("_better")]:
+        plain = better.removesuffix("_better")
+        nets = [compose_train([f"experiment={name}"], tmp_path).model.net for name in (plain, better)]
+        assert nets[0]._target_ == nets[1]._target_, better
+        assert {k: v for k, v in nets[0].items() if k != "dropout"} == {
+            k: v for k, v in nets[1].items() if k != "dropout"
+        }, f"{better}: the layers must stay those of {plain} (only parameter-free dropout may change)"
+
+
+def _table_row(page: str, experiment: str) -> list[str]:
+    lines = [line for line in page.splitlines() if line.startswith(f"| `{experiment}`")]
+    assert len(lines) == 1, page
+    return [cell.strip() for cell in lines[0].strip("|").split("|")]
+
+
+def test_reproduce_runs_seeds_and_tabulates_mean_and_std(tiny_data_dir, tmp_path):
+    output = tmp_path / "results.md"
+    args = ["--experiments", "seed000_fashion_cnn", "--seeds", "0,1", "--root", str(tmp_path / "runs")]
+    args += ["--output", str(output), "--", "debug=fdr", f"data.data_dir={tiny_data_dir}", "data.val_size=100"]
+    args += ["logger=none", *QUIET]
+    result = run_main("reproduce.py", *args)
+    for seed in (0, 1):
+        assert (tmp_path / "runs" / "seed000_fashion_cnn" / f"seed{seed}" / "metrics.json").is_file(), result.stdout
+    cells = _table_row(output.read_text(), "seed000_fashion_cnn")
+    assert cells[2:5] == ["`fashion_cnn`", "53,858", "90.18"], cells
+    assert " ± " in cells[6] and cells[7] == "2", cells
+    assert cells[-1] == "2 of 2 seeds ok", cells
+    assert "torch " in output.read_text() and "commit " in output.read_text()
+
+    # A second call reuses both finished runs instead of training again.
+    again = run_main("reproduce.py", *args)
+    assert again.stdout.count("reusing the finished run") == 2, again.stdout
+
+
+def test_reproduce_lists_missing_cifar10_and_gpu_as_skipped(tmp_path):
+    output = tmp_path / "results.md"
+    args = ["--experiments", "seed002_residual_cnn,cifar10_speedrun", "--seeds", "0", "--output", str(output)]
+    args += ["--root", str(tmp_path / "runs"), "--", f"data.data_dir={tmp_path / 'empty'}"]
+    run_main("reproduce.py", *args)
+    page = output.read_text()
+    assert _table_row(page, "seed002_residual_cnn")[-1] == "skipped: no CIFAR-10 files"
+    status = _table_row(page, "cifar10_speedrun")[-1]
+    assert "no CIFAR-10 files" in status
+    import torch
+
+    assert ("needs a GPU" in status) != torch.cuda.is_available()
+    assert not (tmp_path / "runs").exists(), "a skipped experiment starts no run"
+
+
+@pytest.mark.slow
+def test_seed000_recipe_reaches_the_tutorial_s_accuracy(tmp_path):
+    require_real_data(DEBIAN_FASHION_MNIST, "apt-get install dataset-fashion-mnist")
+    cfg = compose_train(["experiment=seed000_fashion_cnn", f"data.data_dir={tmp_path / 'data'}", *QUIET], tmp_path)
+    metrics = train(cfg)
+    # The tutorial reports 90.18%. 0.88 is a conservative guess made before any run was measured: re-set it
+    # from the spread over seeds that scripts/reproduce.py --experiments seed000_fashion_cnn measures.
+    assert metrics["test/acc"] >= 0.88, metrics
+
+
+def test_results_page_is_the_script_s(tmp_path):
+    """docs/results.md is generated: it names the command and holds a row per experiment of --set all."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    assert "python scripts/reproduce.py" in page
+    for experiment in [name for name in EXPERIMENTS if name != "cifar10_resnet18"]:
+        _table_row(page, experiment)
