@@ -163,7 +163,13 @@ def test_local_example_composes_uncommented(conf_copy):
     assert header.startswith("# @package _global_\n")
     body = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in body.splitlines())
     (conf_copy / "local" / "default.yaml").write_text(f"{header}\n\n{body}\n")
-    for name, overrides in (("train", []), ("eval", ["ckpt_path=x.ckpt"]), ("benchmark", [])):
+    for name, overrides in (
+        ("train", []),
+        ("eval", ["ckpt_path=x.ckpt"]),
+        ("benchmark", []),
+        ("predict", ["ckpt_path=x.ckpt"]),
+        ("export", ["ckpt_path=x.ckpt"]),
+    ):
         cfg = compose_in(conf_copy, overrides, config_name=name)
         assert "JoblibLauncher" in cfg.hydra.launcher._target_, f"conf/{name}.yaml lacks `- optional local: default`"
         assert cfg.hydra.runtime.choices.trainer == "gpu" and cfg.paths.data_dir == "/scratch/datasets", name

@@ -9,13 +9,14 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning import LightningModule
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from litvision.errors import LitvisionError
+from litvision.checkpoint import read_checkpoint
+from litvision.errors import CheckpointError, LitvisionError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ EPOCH_METRICS = tuple(f"{stage}/{name}" for stage in ("train", "val") for name i
 # LambdaLR's lr_lambdas): a resumed run that is longer (or shorter) than planned takes them from the new
 # plan and keeps the rest (the step count, the base lrs).
 PLAN_KEYS = ("total_steps", "_schedule_phases")
+TRAIN_TOTALS_KEY = "litvision_train_epoch_totals"  # checkpoint key of the running epoch's train totals
+# Checkpoint key of the net tensors a fine-tuned run took from ``init_from``: a resumed run freezes the same.
+INIT_LOADED_KEY = "litvision_init_from_loaded"
 
 
 class EpochTotals:
@@ -38,6 +42,22 @@ class EpochTotals:
         self.loss_sum = torch.zeros((), device=device)
         self.right = torch.zeros((), dtype=torch.long, device=device)
         self.batches = self.examples = 0
+
+    def state_dict(self) -> dict:
+        return {
+            "loss_sum": float(self.loss_sum),
+            "right": int(self.right),
+            "batches": self.batches,
+            "examples": self.examples,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device) -> EpochTotals:
+        totals = cls(device)
+        totals.loss_sum.fill_(state["loss_sum"])
+        totals.right.fill_(state["right"])
+        totals.batches, totals.examples = state["batches"], state["examples"]
+        return totals
 
     def add(self, loss: torch.Tensor, correct: torch.Tensor) -> None:
         self.loss_sum.add_(loss.float())
@@ -56,6 +76,12 @@ class ImageClassifier(LightningModule):
     (``ImageClassifier(**hparams)``) and loads with ``weights_only``. ``data_config`` is the data
     config the model was trained with: it travels in the checkpoint for evaluation and prediction;
     ``seed`` is the run's seed (drawn when the config's was null), kept so the run can be repeated.
+
+    Fine-tuning: ``init_from`` (a checkpoint of another run) gives the net its weights when a fit starts
+    afresh (not when it resumes): every tensor whose name and shape match; the rest, say an output layer
+    for another number of classes, stay freshly initialised (:meth:`load_init_weights`). ``freeze_epochs``
+    keeps the loaded parameters fixed for that many epochs (``requires_grad`` off; they stay in the
+    optimizer, so they train from then on).
 
     The scheduler config may hold ``monitor`` (the metric ReduceLROnPlateau follows), which goes to
     Lightning's lr_scheduler dict instead of the constructor; an empty scheduler config means none.
@@ -79,6 +105,8 @@ class ImageClassifier(LightningModule):
         compile: bool = False,
         data_config: Mapping | None = None,
         seed: int | None = None,
+        init_from: str | None = None,
+        freeze_epochs: int = 0,
     ):
         super().__init__()
         if isinstance(scheduler, Mapping) and not scheduler:  # model/scheduler=none: an empty config
@@ -109,6 +137,7 @@ class ImageClassifier(LightningModule):
             monitor=self.scheduler_monitor,
             flags={"channels_last": channels_last, "compile": compile},
         )
+        _check_finetuning(init_from, freeze_epochs)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.example_input_array = torch.zeros(1, *input_shape)
         # Per stage and epoch: the mean batch loss and the micro accuracy (the share of examples right),
@@ -118,29 +147,30 @@ class ImageClassifier(LightningModule):
             setattr(self, f"{stage}_acc", MeanMetric(nan_strategy="disable"))
             setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
         self._totals: dict[str, EpochTotals] = {}
+        self._resumed_train_totals: dict | None = None
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run keeps its best
         if channels_last:  # NHWC: faster convolutions with cuDNN/oneDNN, especially in mixed precision
             self.net.to(memory_format=torch.channels_last)
-        self._compiled_net = None
+        self._compiled_forward = None
         # A resumed fit: the schedule state in the checkpoint and the one planned for this run, compared
         # once both are known (on_load_checkpoint and configure_optimizers, in either order).
         self._saved_schedules: list[dict] | None = None
         self._planned_schedules: list[dict] | None = None
         self._planned_length: tuple[int, str] | None = None
         self._replanned = False
+        self._init_loaded: list[str] = []  # the net's tensors taken from init_from (what freeze_epochs freezes)
 
     def configure_model(self) -> None:
-        if self.hparams.compile and self._compiled_net is None:
-            # Kept outside the module tree (object.__setattr__): registering it would add "_orig_mod."
-            # copies of every weight to the state dict and break checkpoints for uncompiled runs.
-            object.__setattr__(self, "_compiled_net", torch.compile(self.net))
+        if self.hparams.compile and self._compiled_forward is None:
+            # The net's forward compiled, a function rather than a module: a compiled module assigned
+            # here would be registered and add "_orig_mod." copies of every weight to the state dict.
+            self._compiled_forward = torch.compile(self.net.forward)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        net = self.net if self._compiled_net is None else self._compiled_net
-        return net(images)
+        return (self._compiled_forward or self.net)(images)
 
     def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
@@ -148,10 +178,16 @@ class ImageClassifier(LightningModule):
         loss = self.criterion(logits, labels)
         totals = self._totals.get(stage)
         if totals is None:
-            totals = self._totals[stage] = EpochTotals(loss.device)
+            totals = self._totals[stage] = self._epoch_start_totals(stage, loss.device)
         logits = logits.detach()
         totals.add(loss.detach(), logits.argmax(1) == labels)
         return loss, logits
+
+    def _epoch_start_totals(self, stage: str, device: torch.device) -> EpochTotals:
+        if stage == "train" and self._resumed_train_totals is not None:
+            saved, self._resumed_train_totals = self._resumed_train_totals, None
+            return EpochTotals.from_state(saved, device)
+        return EpochTotals(device)
 
     def training_step(self, batch, batch_idx):
         loss, _ = self._shared_step(batch, "train")
@@ -168,8 +204,12 @@ class ImageClassifier(LightningModule):
         return self(batch[0]).softmax(dim=1)
 
     # Each epoch counts from zero, also after one that was cut short (an interrupted fit, a failed batch).
+    # An epoch resumed mid-way from a checkpoint gets no epoch-start hook: its first step takes up the
+    # totals saved with the checkpoint instead (see _shared_step).
     def on_train_epoch_start(self) -> None:
+        self._freeze_loaded(self.current_epoch < self.hparams.freeze_epochs)
         self._totals.pop("train", None)
+        self._resumed_train_totals = None
 
     def on_validation_epoch_start(self) -> None:
         self._totals.pop("val", None)
@@ -198,6 +238,65 @@ class ImageClassifier(LightningModule):
             acc.update(totals.right.float() / totals.examples, weight=totals.examples)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train")
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
+
+    # -- fine-tuning -----------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if self.hparams.freeze_epochs and self.trainer.world_size > 1:
+            # DDP registers its gradient hooks once, for the parameters that need gradients when it wraps the net.
+            raise LitvisionError("model.freeze_epochs runs in one process only (not under DDP); set it to 0 there")
+        # After the trainer restored a resumed fit (trainer.ckpt_path): its weights win, init_from is not read.
+        if self.hparams.init_from and not self.trainer.ckpt_path:
+            self.load_init_weights()
+
+    def load_init_weights(self) -> list[str]:
+        """Copy every tensor of ``init_from``'s net whose name and shape match into this net; return their names.
+
+        Raises :class:`CheckpointError` for a checkpoint of another network class, or one that has no
+        matching tensor at all. The tensors left out are logged.
+        """
+        path = self.hparams.init_from
+        checkpoint = read_checkpoint(path)
+        saved_target = checkpoint["hyper_parameters"]["net"].get("_target_")
+        if not _same_class(saved_target, type(self.net)):
+            raise CheckpointError(
+                f"model.init_from={path} holds a {saved_target} network; this run builds "
+                f"{type(self.net).__module__}.{type(self.net).__qualname__}: fine-tune with the same model=..."
+            )
+        saved = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        own = self.net.state_dict()
+        kept = {name: saved[name] for name, t in own.items() if name in saved and saved[name].shape == t.shape}
+        if not any(name in kept for name, _ in self.net.named_parameters()):
+            raise CheckpointError(f"model.init_from={path}: no weight of its network fits this one (names or shapes)")
+        self.net.load_state_dict(kept, strict=False)
+        fresh = [f"{n} ({_shape(saved.get(n))} -> {_shape(t)})" for n, t in own.items() if n not in kept]
+        log.info("model.init_from=%s: %d of %d net tensors loaded", path, len(kept), len(own))
+        if fresh:
+            log.info("freshly initialised (no tensor of that name and shape in the checkpoint): %s", ", ".join(fresh))
+        self._init_loaded = list(kept)
+        return self._init_loaded
+
+    def _freeze_loaded(self, frozen: bool) -> None:
+        """requires_grad off (``frozen``) or on for the parameters taken from ``init_from``."""
+        if not self._init_loaded or not self.hparams.freeze_epochs:
+            return
+        loaded = set(self._init_loaded)
+        params = [p for name, p in self.net.named_parameters() if name in loaded]
+        if all(p.requires_grad != frozen for p in params):
+            return  # already so
+        for param in params:
+            param.requires_grad_(not frozen)
+        trainable = sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+        if frozen:
+            log.info(
+                "epochs 0-%d: %d loaded parameter tensors frozen, %d parameters train",
+                self.hparams.freeze_epochs - 1,
+                len(params),
+                trainable,
+            )
+        else:
+            log.info(
+                "epoch %d: the loaded parameters are unfrozen (%d parameters train)", self.current_epoch, trainable
+            )
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())
@@ -238,7 +337,18 @@ class ImageClassifier(LightningModule):
             return max(int(steps), 1), per_epoch
         return max(math.ceil(steps / per_epoch), 1), 1
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._init_loaded:
+            checkpoint[INIT_LOADED_KEY] = list(self._init_loaded)
+        # A checkpoint taken mid-epoch (Ctrl-C, SIGTERM) carries the epoch's running totals, so that the
+        # resumed epoch's train/loss and train/acc count every batch, as an uninterrupted run's do.
+        totals = self._totals.get("train")
+        if totals is not None:
+            checkpoint[TRAIN_TOTALS_KEY] = totals.state_dict()
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._init_loaded = list(checkpoint.get(INIT_LOADED_KEY) or self._init_loaded)
+        self._resumed_train_totals = checkpoint.get(TRAIN_TOTALS_KEY)
         self._saved_schedules = checkpoint.get("lr_schedulers")
         self._replan_resumed_schedule()
 
@@ -277,6 +387,29 @@ class ImageClassifier(LightningModule):
                 unit,
                 was,
             )
+
+
+def _check_finetuning(init_from, freeze_epochs) -> None:
+    if init_from is not None and not isinstance(init_from, str):
+        raise LitvisionError(f"model.init_from must be a checkpoint path or null (got {init_from!r})")
+    if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or freeze_epochs < 0:
+        raise LitvisionError(f"model.freeze_epochs must be an integer >= 0 (got {freeze_epochs!r})")
+    if freeze_epochs and not init_from:
+        raise LitvisionError(
+            "model.freeze_epochs freezes the weights loaded by model.init_from: set model.init_from too"
+        )
+
+
+def _same_class(target: str | None, cls: type) -> bool:
+    """Whether the ``_target_`` of a saved net config names ``cls`` (also through a re-export)."""
+    try:
+        return get_class(target) is cls
+    except Exception:  # an unknown or moved class: not this one
+        return False
+
+
+def _shape(tensor: torch.Tensor | None) -> str:
+    return "none" if tensor is None else "x".join(map(str, tensor.shape)) or "scalar"
 
 
 def _plain(config: Mapping) -> dict:

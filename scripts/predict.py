@@ -1,0 +1,16 @@
+"""Predict image files: python scripts/predict.py ckpt_path=<ckpt> inputs=<file|folder|glob> (or inputs=[a.png,b.png])"""
+
+import hydra
+from omegaconf import DictConfig
+
+from litvision.cli import run_task
+from litvision.predict import predict
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> float | None:
+    return run_task(predict, cfg)
+
+
+if __name__ == "__main__":
+    main()
