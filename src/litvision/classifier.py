@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -17,19 +16,13 @@ from torchmetrics import MaxMetric, MeanMetric
 
 from litvision.checkpoint import read_checkpoint
 from litvision.errors import CheckpointError, LitvisionError
+from litvision.options import LIGHTNING_SCHEDULER_KEYS, check_finetuning, check_model_options
+from litvision.schedules import is_one_cycle, is_plateau, planned_length, scheduler_parameters, take_plan, takes_length
 
 log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
 BUILT_FROM_CONFIG = ("net", "optimizer", "scheduler")  # given as configs, they are built here and saved as such
-# Scheduler config keys for Lightning's lr_scheduler dict rather than the scheduler's constructor.
-LIGHTNING_SCHEDULER_KEYS = ("monitor",)
-# Metrics logged once an epoch that ReduceLROnPlateau can follow (`monitor`).
-EPOCH_METRICS = tuple(f"{stage}/{name}" for stage in ("train", "val") for name in ("acc", "loss")) + ("val/acc_best",)
-# The keys of the scheduler state dicts that hold the run's length (OneCycleLR's; WarmupCosine's, under
-# LambdaLR's lr_lambdas): a resumed run that is longer (or shorter) than planned takes them from the new
-# plan and keeps the rest (the step count, the base lrs).
-PLAN_KEYS = ("total_steps", "_schedule_phases")
 TRAIN_TOTALS_KEY = "litvision_train_epoch_totals"  # checkpoint key of the running epoch's train totals
 # Checkpoint key of the net tensors a fine-tuned run took from ``init_from``: a resumed run freezes the same.
 INIT_LOADED_KEY = "litvision_init_from_loaded"
@@ -126,9 +119,9 @@ class ImageClassifier(LightningModule):
         self.net = built.get("net", net)
         self.optimizer_factory = built.get("optimizer", optimizer)
         self.scheduler_factory = built.get("scheduler", scheduler)
-        if _is_plateau(self.scheduler_factory) and self.scheduler_monitor is None:
+        if is_plateau(self.scheduler_factory) and self.scheduler_monitor is None:
             self.scheduler_monitor = "val/acc"
-        _check_options(
+        check_model_options(
             self.net,
             self.optimizer_factory,
             self.scheduler_factory,
@@ -137,7 +130,7 @@ class ImageClassifier(LightningModule):
             monitor=self.scheduler_monitor,
             flags={"channels_last": channels_last, "compile": compile},
         )
-        _check_finetuning(init_from, freeze_epochs)
+        check_finetuning(init_from, freeze_epochs)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.example_input_array = torch.zeros(1, *input_shape)
         # Per stage and epoch: the mean batch loss and the micro accuracy (the share of examples right),
@@ -303,14 +296,14 @@ class ImageClassifier(LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         factory = self.scheduler_factory
-        interval = "step" if _is_one_cycle(factory) else self.hparams.scheduler_interval
-        if _takes_length(factory):
+        interval = "step" if is_one_cycle(factory) else self.hparams.scheduler_interval
+        if takes_length(factory):
             total, per_epoch = self._run_length(interval)
-            if _is_one_cycle(factory):
+            if is_one_cycle(factory):
                 # torch divides by (pct_start * total_steps - 1): very short runs (debug, tests) need a floor.
                 total = max(total, int(2 / factory.keywords.get("pct_start", 0.3)) + 1)
             lengths = {"total_steps": total}
-            if "steps_per_epoch" in _parameters(factory) and not _is_one_cycle(factory):
+            if "steps_per_epoch" in scheduler_parameters(factory) and not is_one_cycle(factory):
                 lengths["steps_per_epoch"] = per_epoch
             factory = partial(factory, **lengths)
             self._planned_length = (total, interval)
@@ -375,8 +368,8 @@ class ImageClassifier(LightningModule):
         if not saved or not planned:
             return
         self._saved_schedules = self._planned_schedules = None
-        before = [_planned_length(state) for state in saved]
-        self._replanned = any([_take_plan(old, new) for old, new in zip(saved, planned)])
+        before = [planned_length(state) for state in saved]
+        self._replanned = any([take_plan(old, new) for old, new in zip(saved, planned)])
         if self._replanned and self._planned_length:
             total, unit = self._planned_length
             was = f"{before[0]} {unit}s" if before[0] is not None else "another length"
@@ -387,17 +380,6 @@ class ImageClassifier(LightningModule):
                 unit,
                 was,
             )
-
-
-def _check_finetuning(init_from, freeze_epochs) -> None:
-    if init_from is not None and not isinstance(init_from, str):
-        raise LitvisionError(f"model.init_from must be a checkpoint path or null (got {init_from!r})")
-    if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or freeze_epochs < 0:
-        raise LitvisionError(f"model.freeze_epochs must be an integer >= 0 (got {freeze_epochs!r})")
-    if freeze_epochs and not init_from:
-        raise LitvisionError(
-            "model.freeze_epochs freezes the weights loaded by model.init_from: set model.init_from too"
-        )
 
 
 def _same_class(target: str | None, cls: type) -> bool:
@@ -427,149 +409,3 @@ def _build(config: dict, name: str):
         raise LitvisionError(
             f"invalid model.{name} config: {type(cause).__name__}: {str(cause).splitlines()[0]}"
         ) from None
-
-
-def _parameters(factory) -> Mapping[str, inspect.Parameter]:
-    func = getattr(factory, "func", factory)
-    try:
-        return inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return {}
-
-
-def _is_one_cycle(factory) -> bool:
-    return getattr(factory, "func", None) is torch.optim.lr_scheduler.OneCycleLR
-
-
-def _is_plateau(factory) -> bool:
-    return getattr(factory, "func", None) is torch.optim.lr_scheduler.ReduceLROnPlateau
-
-
-def _takes_length(factory) -> bool:
-    """Schedules planned over the whole run (one-cycle, warmup_cosine): ImageClassifier gives them total_steps."""
-    return "total_steps" in _parameters(factory)
-
-
-def _take_plan(saved: dict, planned: dict) -> bool:
-    """Copy the length keys of ``planned`` into ``saved`` (also LambdaLR's multipliers); True if one differed."""
-    changed = False
-    for key in PLAN_KEYS:
-        if key in saved and key in planned and saved[key] != planned[key]:
-            saved[key] = planned[key]
-            changed = True
-    for old, new in zip(saved.get("lr_lambdas") or [], planned.get("lr_lambdas") or []):
-        if isinstance(old, dict) and isinstance(new, dict):  # a multiplier object's attributes (WarmupCosine)
-            changed = _take_plan(old, new) or changed
-    return changed
-
-
-def _planned_length(state: dict) -> int | None:
-    """The length a scheduler state dict was planned for, in scheduler steps, where it says so."""
-    if "total_steps" in state:
-        return int(state["total_steps"])
-    multipliers = state.get("lr_lambdas") or [None]
-    if isinstance(multipliers[0], dict) and "total_steps" in multipliers[0]:
-        return int(multipliers[0]["total_steps"])
-    return None
-
-
-class WarmupCosine:
-    """The lr multiplier at scheduler step ``step``: linear warm-up, then a half cosine to ``final``.
-
-    From ``start`` to 1 over ``warmup_steps``, then from 1 to ``final`` over the rest of ``total_steps``,
-    and ``final`` after that. A closed form of the step, so LambdaLR saves it as its attributes and a
-    resumed run can be re-planned by changing ``total_steps``.
-    """
-
-    def __init__(self, total_steps: int, warmup_steps: int, start: float, final: float):
-        self.total_steps, self.warmup_steps, self.start, self.final = total_steps, warmup_steps, start, final
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.start + (1.0 - self.start) * step / self.warmup_steps
-        progress = min((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 1.0)
-        return self.final + (1.0 - self.final) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def warmup_cosine(
-    optimizer: torch.optim.Optimizer,
-    total_steps: int,
-    steps_per_epoch: int = 1,
-    warmup_epochs: float = 0,
-    warmup_start_factor: float = 0.1,
-    eta_min: float = 0.0,
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup_epochs``, then cosine annealing to ``eta_min`` at ``total_steps``.
-
-    The same learning rates as torch's LinearLR then CosineAnnealingLR chained by SequentialLR, as one
-    LambdaLR in closed form (:class:`WarmupCosine`): CosineAnnealingLR computes each lr from the last
-    one, so a schedule that reached eta_min could not be re-planned over a longer run. ImageClassifier
-    gives ``total_steps`` (the run's length in scheduler steps) and ``steps_per_epoch`` (1 when the
-    schedule steps once an epoch).
-    """
-    if warmup_epochs < 0:
-        raise ValueError(f"warmup_epochs must be >= 0 (got {warmup_epochs})")
-    if not 0 < warmup_start_factor <= 1:
-        raise ValueError(f"warmup_start_factor must be in (0, 1] (got {warmup_start_factor})")
-    if eta_min < 0:
-        raise ValueError(f"eta_min must be >= 0 (got {eta_min})")
-    # At least one cosine step, so a run shorter than the warm-up still ends annealed.
-    warmup = max(min(round(warmup_epochs * steps_per_epoch), total_steps - 1), 0)
-    multipliers = [
-        WarmupCosine(total_steps, warmup, warmup_start_factor, eta_min / group["lr"] if group["lr"] else 0.0)
-        for group in optimizer.param_groups
-    ]
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, multipliers)
-
-
-# Scheduler options with a range torch checks late (at a later step) or not at all: (lowest, integer).
-_SCHEDULER_RANGES = {"step_size": (1, True), "patience": (0, True), "cooldown": (0, True), "gamma": (0, False)}
-
-
-def _check_options(
-    net: nn.Module,
-    optimizer: Callable,
-    scheduler: Callable | None,
-    label_smoothing: float,
-    scheduler_interval: str,
-    monitor: str | None = None,
-    flags: Mapping[str, object] | None = None,
-) -> None:
-    """Bad options fail now, in one line, not after the data has loaded."""
-    if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing <= 1.0:
-        raise LitvisionError(f"model.label_smoothing must be in [0, 1] (got {label_smoothing})")
-    if scheduler_interval not in ("epoch", "step"):
-        raise LitvisionError(f"model.scheduler_interval must be 'epoch' or 'step' (got {scheduler_interval!r})")
-    for name, value in (flags or {}).items():
-        if not isinstance(value, bool):
-            raise LitvisionError(f"model.{name} must be true or false (got {value!r})")
-    try:
-        throwaway = optimizer(params=net.parameters())
-    except (TypeError, ValueError, RuntimeError) as err:
-        hint = " (this optimizer has no fused kernel: add ~model.optimizer.fused)" if "fused" in str(err) else ""
-        raise LitvisionError(f"invalid model.optimizer options: {err}{hint}") from None
-    if scheduler is None:
-        return
-    keywords = getattr(scheduler, "keywords", {})
-    for name, (lowest, integer) in _SCHEDULER_RANGES.items():
-        value = keywords.get(name)
-        if value is None:
-            continue
-        wrong_type = isinstance(value, bool) or not isinstance(value, int if integer else (int, float))
-        if wrong_type or value < lowest or (name == "gamma" and value == 0):
-            kind = f"an integer >= {lowest}" if integer else "a number > 0"
-            raise LitvisionError(f"model.scheduler.{name} must be {kind} (got {value!r})")
-    if _is_plateau(scheduler):
-        if monitor not in EPOCH_METRICS:
-            raise LitvisionError(f"model.scheduler.monitor must be one of {', '.join(EPOCH_METRICS)} (got {monitor!r})")
-        if scheduler_interval != "epoch":
-            raise LitvisionError("model.scheduler_interval must be 'epoch' for ReduceLROnPlateau (it follows a metric)")
-    elif monitor is not None:
-        raise LitvisionError("model.scheduler.monitor is for ReduceLROnPlateau only (model/scheduler=plateau)")
-    lengths = {"total_steps": 100} if _takes_length(scheduler) else {}
-    if "steps_per_epoch" in _parameters(scheduler) and not _is_one_cycle(scheduler):
-        lengths["steps_per_epoch"] = 10
-    try:
-        scheduler(optimizer=throwaway, **lengths)
-    except (TypeError, ValueError, KeyError) as err:
-        raise LitvisionError(f"invalid model.scheduler options: {err}") from None

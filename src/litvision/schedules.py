@@ -1,0 +1,108 @@
+"""Learning-rate schedules: which ones are planned over the run's length, a warm-up cosine in closed form,
+and re-planning a saved schedule when a resumed run is longer or shorter than the first."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+
+import torch
+
+# The keys of the scheduler state dicts that hold the run's length (OneCycleLR's; WarmupCosine's, under
+# LambdaLR's lr_lambdas): a resumed run that is longer (or shorter) than planned takes them from the new
+# plan and keeps the rest (the step count, the base lrs).
+PLAN_KEYS = ("total_steps", "_schedule_phases")
+
+
+def scheduler_parameters(factory) -> Mapping[str, inspect.Parameter]:
+    func = getattr(factory, "func", factory)
+    try:
+        return inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
+def is_one_cycle(factory) -> bool:
+    return getattr(factory, "func", None) is torch.optim.lr_scheduler.OneCycleLR
+
+
+def is_plateau(factory) -> bool:
+    return getattr(factory, "func", None) is torch.optim.lr_scheduler.ReduceLROnPlateau
+
+
+def takes_length(factory) -> bool:
+    """Schedules planned over the whole run (one-cycle, warmup_cosine): ImageClassifier gives them total_steps."""
+    return "total_steps" in scheduler_parameters(factory)
+
+
+def take_plan(saved: dict, planned: dict) -> bool:
+    """Copy the length keys of ``planned`` into ``saved`` (also LambdaLR's multipliers); True if one differed."""
+    changed = False
+    for key in PLAN_KEYS:
+        if key in saved and key in planned and saved[key] != planned[key]:
+            saved[key] = planned[key]
+            changed = True
+    for old, new in zip(saved.get("lr_lambdas") or [], planned.get("lr_lambdas") or []):
+        if isinstance(old, dict) and isinstance(new, dict):  # a multiplier object's attributes (WarmupCosine)
+            changed = take_plan(old, new) or changed
+    return changed
+
+
+def planned_length(state: dict) -> int | None:
+    """The length a scheduler state dict was planned for, in scheduler steps, where it says so."""
+    if "total_steps" in state:
+        return int(state["total_steps"])
+    multipliers = state.get("lr_lambdas") or [None]
+    if isinstance(multipliers[0], dict) and "total_steps" in multipliers[0]:
+        return int(multipliers[0]["total_steps"])
+    return None
+
+
+class WarmupCosine:
+    """The lr multiplier at scheduler step ``step``: linear warm-up, then a half cosine to ``final``.
+
+    From ``start`` to 1 over ``warmup_steps``, then from 1 to ``final`` over the rest of ``total_steps``,
+    and ``final`` after that. A closed form of the step, so LambdaLR saves it as its attributes and a
+    resumed run can be re-planned by changing ``total_steps``.
+    """
+
+    def __init__(self, total_steps: int, warmup_steps: int, start: float, final: float):
+        self.total_steps, self.warmup_steps, self.start, self.final = total_steps, warmup_steps, start, final
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.start + (1.0 - self.start) * step / self.warmup_steps
+        progress = min((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 1.0)
+        return self.final + (1.0 - self.final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    steps_per_epoch: int = 1,
+    warmup_epochs: float = 0,
+    warmup_start_factor: float = 0.1,
+    eta_min: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_epochs``, then cosine annealing to ``eta_min`` at ``total_steps``.
+
+    The same learning rates as torch's LinearLR then CosineAnnealingLR chained by SequentialLR, as one
+    LambdaLR in closed form (:class:`WarmupCosine`): CosineAnnealingLR computes each lr from the last
+    one, so a schedule that reached eta_min could not be re-planned over a longer run. ImageClassifier
+    gives ``total_steps`` (the run's length in scheduler steps) and ``steps_per_epoch`` (1 when the
+    schedule steps once an epoch).
+    """
+    if warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be >= 0 (got {warmup_epochs})")
+    if not 0 < warmup_start_factor <= 1:
+        raise ValueError(f"warmup_start_factor must be in (0, 1] (got {warmup_start_factor})")
+    if eta_min < 0:
+        raise ValueError(f"eta_min must be >= 0 (got {eta_min})")
+    # At least one cosine step, so a run shorter than the warm-up still ends annealed.
+    warmup = max(min(round(warmup_epochs * steps_per_epoch), total_steps - 1), 0)
+    multipliers = [
+        WarmupCosine(total_steps, warmup, warmup_start_factor, eta_min / group["lr"] if group["lr"] else 0.0)
+        for group in optimizer.param_groups
+    ]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, multipliers)
