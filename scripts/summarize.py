@@ -1,9 +1,9 @@
 """Every run of a sweep in one table: python scripts/summarize.py logs/train/multiruns/<time>
 
 Prints a markdown table (the overrides that differ between runs, val/acc_best, test/acc, epochs, wall
-time and status: ok, failed or pruned), best first, then mean ± std over seeds for configurations that
-ran with several seeds, and writes the same rows to <sweep dir>/summary.csv. Works on Optuna searches
-too (logs/train/optuna/<study>), where the order follows the study's direction.
+time and status: ok, failed or pruned), best first, then mean ± std over seeds and k-fold folds
+(data.fold) for configurations that ran with several, and writes the same rows to <sweep dir>/summary.csv.
+Works on Optuna searches too (logs/train/optuna/<study>), where the order follows the study's direction.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from datafiles import write_all
+from datafiles import write_all, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))  # the benchmark's harness lives beside its script
@@ -33,6 +33,17 @@ QUIET = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null"
 def tiny_data_dir(tmp_path_factory) -> Path:
     """MNIST, Fashion-MNIST and CIFAR-10 in torchvision's layout, a few hundred images each."""
     return write_all(tmp_path_factory.mktemp("tiny-data"))
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """A data=folder dataset of 10 classes, for the tests that compose every data config."""
+    return write_image_folder(tmp_path_factory.mktemp("image-folder"))
+
+
+def data_overrides(dataset: str, image_folder: Path) -> list[str]:
+    """What ``data=<dataset>`` needs to compose with its sizes: data=folder reads them from a folder."""
+    return [f"data.data_dir={image_folder}"] if dataset == "folder" else []
 
 
 def compose_train(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:

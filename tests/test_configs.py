@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import CONF_DIR, ROOT, compose_train
+from conftest import CONF_DIR, ROOT, compose_train, data_overrides
 from litvision.instantiate import build
 
 GROUPS = ["data", "model", "trainer", "callbacks", "logger", "debug", "experiment", "paths", "hydra"]
@@ -43,9 +43,9 @@ def test_eval_config_composes(tmp_path):
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_the_classifier_takes_its_sizes_from_the_data_config(dataset, tmp_path):
+def test_the_classifier_takes_its_sizes_from_the_data_config(dataset, tmp_path, image_folder):
     # Every model on every dataset: tests/test_models.py. Here: the module around the default net.
-    cfg = compose_train([f"data={dataset}"], tmp_path)
+    cfg = compose_train([f"data={dataset}", *data_overrides(dataset, image_folder)], tmp_path)
     classifier = build(cfg.model, "model")
     datamodule = build(cfg.data, "data")
     shape = (2, datamodule.in_channels, datamodule.image_size, datamodule.image_size)
@@ -57,9 +57,9 @@ def test_the_classifier_takes_its_sizes_from_the_data_config(dataset, tmp_path):
     assert len(datamodule.class_names) == datamodule.num_classes
 
 
-def test_data_configs_expose_the_shape_keys(tmp_path):
+def test_data_configs_expose_the_shape_keys(tmp_path, image_folder):
     for dataset in DATASETS:
-        cfg = compose_train([f"data={dataset}"], tmp_path)
+        cfg = compose_train([f"data={dataset}", *data_overrides(dataset, image_folder)], tmp_path)
         for key in ("data_dir", "batch_size", "num_classes", "in_channels", "image_size", "class_names"):
             assert cfg.data[key] is not None, (dataset, key)
         assert cfg.model.net.in_channels == cfg.data.in_channels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from conftest import QUIET, compose_train, run_main
 from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from litvision.data.augment import augment_batch, cutout, random_crop, random_flip
+from litvision.data.datamodule import kfold_indices
 from litvision.data.datasets import ensure_available
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.data.synthetic import IDX_NAMES, is_synthetic, write_cifar10, write_idx_dataset, write_synthetic
@@ -255,3 +257,46 @@ def test_synthetic_data_script_refuses_to_overwrite_in_one_line(tmp_path):
     result = run_main("synthetic_data.py", "mnist", str(tmp_path), "--train", "30", "--test", "6", check=False)
     assert result.returncode == 2 and "exists" in result.stderr and "Traceback" not in result.stderr
     assert (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes() == kept
+
+
+# -- k-fold cross-validation ------------------------------------------------------------------------
+def test_k_folds_are_disjoint_stratified_and_cover_the_training_split():
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 7)[torch.randperm(87, generator=torch.Generator().manual_seed(1))]
+    folds = [kfold_indices(labels, 5, fold, seed=3) for fold in range(5)]
+    vals = [val for _, val in folds]
+    assert torch.equal(torch.cat(vals).sort().values, torch.arange(87))  # disjoint and covering
+    for train, val in folds:
+        assert torch.equal(torch.cat([train, val]).sort().values, torch.arange(87))
+        counts = torch.bincount(labels[val], minlength=3)
+        assert (counts - torch.tensor([10, 6, 7 / 5])).abs().max() <= 1  # each class's share, to within one
+    assert max(len(v) for v in vals) - min(len(v) for v in vals) <= 1
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(folds, [kfold_indices(labels, 5, f, 3) for f in range(5)]))
+    assert not torch.equal(kfold_indices(labels, 5, 0, seed=4)[1], vals[0])  # split_seed draws other folds
+
+
+@pytest.mark.parametrize(
+    "num_folds,fold,message",
+    [
+        (1, 0, "data.num_folds must be null or an integer >= 2"),
+        (5, 5, "data.fold must be an integer in [0, 5)"),
+        (None, 1, "data.fold=1 needs data.num_folds=<K>"),
+    ],
+)
+def test_bad_fold_options_are_one_line(num_folds, fold, message, tmp_path):
+    with pytest.raises(DataError, match=re.escape(message)):
+        mnist(tmp_path, num_folds=num_folds, fold=fold)
+
+
+def test_k_fold_replaces_the_validation_carve_out_on_both_loader_paths(tiny_data_dir, tmp_path):
+    folds = []
+    for fold in range(3):
+        overrides = [f"data.data_dir={tiny_data_dir}", "data=mnist", "data.num_folds=3", f"data.fold={fold}"]
+        datamodule = build(compose_train(overrides, tmp_path).data, "data")
+        datamodule.setup("fit")
+        train, val, test = (datamodule.splits[s] for s in ("train", "val", "test"))
+        assert len(train[0]) + len(val[0]) == 600 and len(val[0]) == 200 and len(test[0]) == 200  # val_size unused
+        folds.append({bytes(image.numpy()) for image in val[0]})
+        loader = build(compose_train([*overrides, "data.loader=dataloader"], tmp_path).data, "data")
+        loader.setup("fit")
+        assert torch.equal(torch.cat([images for images, _ in loader.val_dataloader()]), val[0])
+    assert not (folds[0] & folds[1]) and not (folds[1] & folds[2]) and not (folds[0] & folds[2])

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from conftest import CONF_DIR, ROOT, compose_train, run_main
+from conftest import CONF_DIR, ROOT, compose_train, data_overrides, run_main
 from litvision.instantiate import build
 from litvision.model_summary import profile
 from litvision.models.common import ModelConfigError
@@ -56,9 +56,10 @@ def parameter_count(net: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("model", MODELS)
-def test_forward_and_backward_on_every_dataset(model, dataset, tmp_path):
+def test_forward_and_backward_on_every_dataset(model, dataset, tmp_path, image_folder):
     torch.manual_seed(0)
-    net, shape = build_net(tmp_path, model, dataset)  # the defaults: what `model=<name>` trains
+    # The defaults: what `model=<name>` trains.
+    net, shape = build_net(tmp_path, model, dataset, *data_overrides(dataset, image_folder))
     logits = net(torch.randn(2, *shape))
     assert logits.shape == (2, NUM_CLASSES)
     assert torch.isfinite(logits).all()
@@ -97,14 +98,14 @@ def test_classic_families_match_published_parameter_counts(model, overrides, cou
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_one_epoch_fit_on_tiny_data(model, tiny_data_dir, tmp_path):
+def test_one_epoch_fit_on_tiny_data(model, tiny_data_dir, image_folder, tmp_path):
     dataset = DATASETS[MODELS.index(model) % len(DATASETS)]  # each dataset gets a share of the models
     cfg = compose_train(
         [
             f"model={model}",
             f"data={dataset}",
             *SMALL_VARIANTS.get(model, []),
-            f"data.data_dir={tiny_data_dir}",
+            f"data.data_dir={image_folder if dataset == 'folder' else tiny_data_dir}",
             "data.val_size=100",
             "data.batch_size=8",
             "data.eval_batch_size=8",

@@ -4,5 +4,15 @@ from litvision.data.datamodule import (
     ImageDataModule,
     MNISTDataModule,
 )
+from litvision.data.folder import FolderDataModule
+from litvision.data.images import IMAGE_SUFFIXES, read_image
 
-__all__ = ["ImageDataModule", "MNISTDataModule", "FashionMNISTDataModule", "CIFAR10DataModule"]
+__all__ = [
+    "ImageDataModule",
+    "MNISTDataModule",
+    "FashionMNISTDataModule",
+    "CIFAR10DataModule",
+    "FolderDataModule",
+    "read_image",
+    "IMAGE_SUFFIXES",
+]

@@ -65,7 +65,9 @@ class ImageDataModule(LightningDataModule):
     """Base for image-classification datasets; subclasses name the dataset and its facts.
 
     The official test split stays the test split; ``val_size`` examples are carved from the training
-    split with a generator seeded by ``split_seed``, so the split is the same in every run.
+    split with a generator seeded by ``split_seed``, so the split is the same in every run. With
+    ``num_folds`` K, fold ``fold`` of K (stratified by label, seeded by ``split_seed``) is the validation
+    split instead (k-fold cross-validation).
     """
 
     dataset: str  # key into litvision.data.datasets.DATASETS
@@ -91,6 +93,8 @@ class ImageDataModule(LightningDataModule):
         loader: str = "tensor",
         num_workers: int = 0,
         keep_on_device: bool = True,
+        num_folds: int | None = None,
+        fold: int = 0,
     ):
         super().__init__()
         native_channels, native_side = self.native_shape
@@ -114,6 +118,8 @@ class ImageDataModule(LightningDataModule):
             augment=augment,
             flags={"download": download, "keep_on_device": keep_on_device},
         )
+        _check_folds(num_folds, fold)
+        self.num_folds, self.fold = num_folds, fold
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
@@ -144,13 +150,20 @@ class ImageDataModule(LightningDataModule):
         # Each split is checked against the config: label range, one label per image, the declared shape.
         checks = {"num_classes": self.num_classes, "shape": self.native_shape}
         images, labels = load_split(self.dataset, self.data_dir, train=True, **checks)
-        train_idx, val_idx = self.split_indices(len(images))
+        train_idx, val_idx = self.split_indices(len(images), labels)
         self.splits["train"] = (images[train_idx], labels[train_idx])
         self.splits["val"] = (images[val_idx], labels[val_idx])
         self.splits["test"] = load_split(self.dataset, self.data_dir, train=False, **checks)
 
-    def split_indices(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(train, val) indices into the official training split, fixed by ``split_seed``."""
+    def split_indices(self, size: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, val) indices into the official training split, fixed by ``split_seed``.
+
+        With ``num_folds`` set: fold ``fold`` is the validation split (``labels`` stratify the folds).
+        """
+        if self.num_folds is not None:
+            if labels is None:
+                raise ValueError("k-fold splits need the labels of the training split")
+            return kfold_indices(labels, self.num_folds, self.fold, self.split_seed)
         if self.val_size >= size:
             raise DataError(f"data.val_size={self.val_size} leaves no training data ({size} examples)")
         order = torch.randperm(size, generator=torch.Generator().manual_seed(self.split_seed))
@@ -179,7 +192,7 @@ class ImageDataModule(LightningDataModule):
         """
         parsed = DATASETS[self.dataset].parser(str(self.data_dir), train=split != "test", transform=PILToTensor())
         if split != "test":
-            train_idx, val_idx = self.split_indices(len(parsed))
+            train_idx, val_idx = self.split_indices(len(parsed), torch.as_tensor(parsed.targets))
             parsed = Subset(parsed, (train_idx if split == "train" else val_idx).tolist())
         return DataLoader(
             parsed,
@@ -254,6 +267,42 @@ class CIFAR10DataModule(ImageDataModule):
 
 
 AUGMENT_KEYS = ("crop_padding", "flip", "cutout_size")  # augment_batch's options
+
+
+def kfold_indices(labels: torch.Tensor, num_folds: int, fold: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices of fold ``fold`` of ``num_folds``: stratified, disjoint folds that cover ``labels``.
+
+    Each class's examples are shuffled (seeded) and dealt round-robin to the folds, continuing across
+    classes, so every fold holds each class's share to within one example and folds differ in size by
+    at most one.
+    """
+    labels = torch.as_tensor(labels)
+    generator = torch.Generator().manual_seed(seed)
+    order = []
+    for label in labels.unique(sorted=True).tolist():
+        members = (labels == label).nonzero().flatten()
+        order.append(members[torch.randperm(len(members), generator=generator)])
+    order = torch.cat(order) if order else torch.zeros(0, dtype=torch.int64)
+    if len(order) < num_folds:
+        raise DataError(f"data.num_folds={num_folds} needs at least {num_folds} training examples (got {len(order)})")
+    in_fold = torch.arange(len(order)) % num_folds == fold
+    return order[~in_fold].sort().values, order[in_fold].sort().values
+
+
+def _check_folds(num_folds, fold) -> None:
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if num_folds is None:
+        if fold != 0:
+            raise DataError(f"data.fold={fold!r} needs data.num_folds=<K> (k-fold cross-validation)")
+        return
+    if not whole(num_folds) or num_folds < 2:
+        raise DataError(f"data.num_folds must be null or an integer >= 2 (got {num_folds!r})")
+    if not whole(fold) or not 0 <= fold < num_folds:
+        raise DataError(
+            f"data.fold must be an integer in [0, {num_folds}) for data.num_folds={num_folds} (got {fold!r})"
+        )
 
 
 def _check_options(

@@ -19,6 +19,8 @@ import yaml
 from litvision.sweeps.records import INCOMPLETE, METRICS_FILE, OK, PRUNING_OVERRIDE, STATUS_FILE, read_json
 
 SEED_KEY = "seed"
+FOLD_KEY = "data.fold"
+REPEAT_KEYS = (SEED_KEY, FOLD_KEY)  # runs differing only in these are repeats of one configuration
 
 
 @dataclass
@@ -84,17 +86,19 @@ def sort_runs(runs: list[Run], metric: str, ascending: bool) -> list[Run]:
 
 
 def seed_groups(runs: list[Run], metrics: Iterable[str]) -> list[dict]:
-    """Mean and std of ``metrics`` over the ok runs that differ only in their seed (groups of 2 or more)."""
+    """Mean and std of ``metrics`` over the ok runs that differ only in their seed and/or k-fold fold
+    (``data.fold``): groups of 2 or more. ``seeds`` lists each member's seed, fold or both."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        if run.status == OK and SEED_KEY in run.settings:
-            config = tuple((k, v) for k, v in run.settings.items() if k != SEED_KEY)
+        if run.status == OK and any(key in run.settings for key in REPEAT_KEYS):
+            config = tuple((k, v) for k, v in run.settings.items() if k not in REPEAT_KEYS)
             groups.setdefault(config, []).append(run)
+    varying = [key for key in REPEAT_KEYS if key in varying_keys(runs)] or [SEED_KEY]
     rows = []
     for config, members in groups.items():
         if len(members) < 2:
             continue
-        row = {"settings": dict(config), "seeds": [m.settings[SEED_KEY] for m in members]}
+        row = {"settings": dict(config), "seeds": [_repeat_label(m, varying) for m in members]}
         for metric in metrics:
             values = [m.metrics[metric] for m in members if _finite(m.metrics.get(metric))]
             row[metric] = (statistics.mean(values), statistics.stdev(values)) if len(values) > 1 else None
@@ -123,9 +127,10 @@ def markdown(runs: list[Run], metrics: list[str], sort_metric: str, ascending: b
         lines.append(_row(cells))
     groups = seed_groups(runs, metrics)
     if groups:
-        lines += ["", "Mean ± std over seeds:", ""]
-        group_keys = [k for k in keys if k != SEED_KEY]
-        lines += [_row([*group_keys, "seeds", *metrics]), _row(["---"] * (len(group_keys) + 1 + len(metrics)))]
+        over = _repeats_over(runs)
+        lines += ["", f"Mean ± std over {over}:", ""]
+        group_keys = [k for k in keys if k not in REPEAT_KEYS]
+        lines += [_row([*group_keys, over, *metrics]), _row(["---"] * (len(group_keys) + 1 + len(metrics)))]
         for group in groups:
             stats = [f"{g[0]:.4f} ± {g[1]:.4f}" if g else "" for g in (group[m] for m in metrics)]
             lines.append(_row([*(group["settings"].get(k, "") for k in group_keys), ",".join(group["seeds"]), *stats]))
@@ -152,6 +157,19 @@ def write_csv(path: Path, runs: list[Run], metrics: list[str], sort_metric: str,
                     overrides,
                 ]
             )
+
+
+def _repeat_label(run: Run, varying: list[str]) -> str:
+    """The member's seed or fold; ``<seed>/fold <i>`` where the sweep varies both."""
+    values = [run.settings.get(key, "") for key in varying]
+    return f"{values[0]}/fold {values[1]}" if len(values) == 2 else values[0]
+
+
+def _repeats_over(runs: list[Run]) -> str:
+    varying = set(varying_keys(runs))
+    if FOLD_KEY in varying:
+        return "seeds and folds" if SEED_KEY in varying else "folds"
+    return "seeds"
 
 
 def _row(cells: list[str]) -> str:

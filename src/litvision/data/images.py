@@ -1,0 +1,123 @@
+"""Image files -> uint8 tensors: one decoder for training folders, prediction and export.
+
+Every file Pillow reads (PNG, JPEG, BMP, WebP, GIF, TIFF, ...) becomes a ``(channels, size, size)``
+uint8 tensor, the layout of the built-in datasets' in-memory splits, so normalization and augmentation
+are the same whatever the images came from.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from litvision.errors import DataError
+
+RESIZE_MODES = ("crop", "pad")
+_BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
+
+
+def _readable_suffixes() -> frozenset[str]:
+    Image.init()  # registers every plugin, so the list does not depend on what was imported first
+    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+IMAGE_SUFFIXES: frozenset[str] = _readable_suffixes()  # lower-case, with the dot: ".png", ".jpg", ...
+
+
+def is_image_file(path: str | Path) -> bool:
+    """Whether ``path``'s suffix is one Pillow opens (the content is checked only when it is decoded)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Deep modes (16-bit "I;16*", 32-bit "I", float "F") scaled to 8-bit grayscale, not clipped at 255."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        # 16-bit files (PNG, TIFF) open as "I;16" or "I" holding 0..65535; 65535 / 257 = 255.
+        values = np.asarray(image, dtype=np.float64)
+        return Image.fromarray(np.rint(np.clip(values, 0, 65535) / 257.0).astype(np.uint8), mode="L")
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        peak = 1.0 if values.size and np.nanmax(values) <= 1.0 else 255.0  # [0, 1] floats or [0, 255] floats
+        values = np.nan_to_num(values) * (255.0 / peak)
+        return Image.fromarray(np.rint(np.clip(values, 0, 255)).astype(np.uint8), mode="L")
+    return image
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """Transparency (RGBA, LA, palette or RGB with a transparent colour) composited on white."""
+    if image.mode == "P" or (image.mode in ("RGB", "L") and "transparency" in image.info):
+        image = image.convert("RGBA") if "transparency" in image.info else image
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
+        image = Image.alpha_composite(background, rgba)
+    return image
+
+
+def _fit(image: Image.Image, size: int, resize: str) -> Image.Image:
+    """Square ``size`` x ``size``: "crop" scales the short side to ``size`` and cuts the centre; "pad" scales
+    the long side to ``size`` and centres the image on black."""
+    width, height = image.size
+    if resize == "crop":
+        scale = size / min(width, height)
+        new = (max(size, round(width * scale)), max(size, round(height * scale)))
+        if new != image.size:
+            image = image.resize(new, Image.Resampling.BILINEAR)
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        return image.crop((left, top, left + size, top + size))
+    scale = size / max(width, height)
+    new = (max(1, min(size, round(width * scale))), max(1, min(size, round(height * scale))))
+    if new != image.size:
+        image = image.resize(new, Image.Resampling.BILINEAR)
+    if new == (size, size):
+        return image
+    canvas = Image.new(image.mode, (size, size), 0)
+    canvas.paste(image, ((size - new[0]) // 2, (size - new[1]) // 2))
+    return canvas
+
+
+def read_image(path, channels: int, size: int, resize: str = "crop") -> torch.Tensor:
+    """uint8 ``(channels, size, size)`` from any file Pillow reads.
+
+    PNG, JPEG, BMP, WebP, GIF (first frame), TIFF, ...; 16-bit images are scaled to 8 bit, grayscale,
+    RGBA (composited on white) and palette images converted to ``channels`` (1: luma, 3: RGB); the EXIF
+    orientation is applied. ``resize``: "crop" (resize the short side to ``size``, cut the centre square)
+    or "pad" (fit inside ``size`` x ``size``, centred on black).
+
+    Raises :class:`~litvision.errors.DataError` ``"<path>: not a readable image (...)"`` for files that
+    are missing, truncated, corrupt or not images.
+    """
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise DataError(f"image size must be a positive integer, got {size!r}")
+    if resize not in RESIZE_MODES:
+        raise DataError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. Pillow's "palette images with transparency" notes
+            with Image.open(path) as image:
+                if image.format == "JPEG":
+                    # Let libjpeg decode at a reduced scale (still >= size on both sides): large photos decode
+                    # several times faster and are resized down anyway.
+                    image.draft(None, (size, size))
+                image.seek(0)  # animated formats: the first frame
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                image = _flatten(_to_8bit(image))
+                image = image.convert("L" if channels == 1 else "RGB")
+                image = _fit(image, size, resize)
+                array = np.array(image, dtype=np.uint8)  # a copy: writable, independent of the file
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError) as err:
+        # UnidentifiedImageError (not an image) and truncated-file errors are OSErrors.
+        reason = (str(err).strip().splitlines() or [""])[0][:200] or type(err).__name__
+        raise DataError(f"{path}: not a readable image ({reason})") from None
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
