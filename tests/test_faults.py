@@ -26,7 +26,8 @@ from lightning import Callback
 from conftest import QUIET, ROOT, compose_train, run_main
 from litvision.checkpoint import read_checkpoint
 from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
-from litvision.data.datasets import CIFAR10Files, ensure_available
+from litvision.data.cifar import CIFAR10Files
+from litvision.data.datasets import ensure_available
 from litvision.data.synthetic import IDX_NAMES, idx_bytes, write_cifar10, write_idx_dataset
 from litvision.errors import DataError
 from litvision.train import train

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-import litvision.data.folder as folder_module
+import litvision.data.folder_files as folder_files
 from conftest import QUIET, run_main
 from litvision.data import FolderDataModule, read_image
 from litvision.data.images import IMAGE_SUFFIXES
@@ -164,7 +164,7 @@ def test_cache_is_reused_and_invalidated_when_a_file_or_a_setting_changes(tmp_pa
     assert len(caches) == 1
 
     calls = []
-    real = folder_module.read_image
+    real = folder_files.read_image
 
     def counting(*args, **kwargs):
         calls.append(args[0])
@@ -173,13 +173,13 @@ def test_cache_is_reused_and_invalidated_when_a_file_or_a_setting_changes(tmp_pa
     def refuse(*args, **kwargs):
         raise AssertionError("decoded although the cache matches")
 
-    monkeypatch.setattr(folder_module, "read_image", refuse)
+    monkeypatch.setattr(folder_files, "read_image", refuse)
     second = datamodule(root)
     second.setup("fit")
     for split in ("train", "val", "test"):
         assert all(torch.equal(a, b) for a, b in zip(first.splits[split], second.splits[split]))
 
-    monkeypatch.setattr(folder_module, "read_image", counting)
+    monkeypatch.setattr(folder_files, "read_image", counting)
     changed = root / "red" / "000.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(changed)
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))

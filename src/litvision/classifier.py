@@ -184,7 +184,11 @@ class ImageClassifier(LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, _ = self._shared_step(batch, "train")
-        self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        # The step loss for the progress bar, at the trainer's logging cadence (trainer.log_every_n_steps),
+        # like any step metric: a self.log call costs more Python than a small model's whole step.
+        every = self.trainer.log_every_n_steps  # 0: no step logging
+        if every and batch_idx % every == 0:
+            self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True, logger=False)
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from litvision.errors import LitvisionError
 from litvision.instantiate import build
 
 
@@ -130,6 +131,11 @@ def format_count(count: int) -> str:
 
 def summarize(cfg: DictConfig) -> dict[str, float]:
     """Print the summary of ``cfg.model.net`` for one ``cfg.data`` image; built from config alone, no data files."""
+    missing = [key for key in ("num_classes", "in_channels", "image_size") if cfg.data.get(key) is None]
+    if missing:  # data=folder reads them from its folder: without data.data_dir there is none
+        raise LitvisionError(
+            f"the data config gives no {', '.join(missing)}: set data.data_dir (data=folder) or data.<key>"
+        )
     net = build(cfg.model.net, "model.net")
     input_shape = (int(cfg.data.in_channels), int(cfg.data.image_size), int(cfg.data.image_size))
     calls = profile(net, input_shape)

@@ -4,6 +4,6 @@ Hydra imports every module under ``hydra_plugins`` when it starts, ahead of comp
 data configs' interpolations work in every script without an import of their own.
 """
 
-from litvision.data.folder import register_resolvers
+from litvision.data.folder_classes import register_resolvers
 
 register_resolvers()

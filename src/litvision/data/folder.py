@@ -10,226 +10,37 @@ times and by the decode settings: a second run loads it in seconds, a changed fo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from litvision.data.datamodule import ImageDataModule, _per_channel
-from litvision.data.images import RESIZE_MODES, read_image
+from litvision.data.folder_classes import class_root, folder_class_names
+from litvision.data.folder_files import (
+    CACHE_VERSION,
+    SPLIT_FOLDERS,
+    FileList,
+    ImageFileDataset,
+    atomic_save,
+    collate_skipping,
+    decode_all,
+    fingerprint,
+    per_channel_stats,
+    scan_folder,
+    stratified_carve,
+)
+from litvision.data.images import RESIZE_MODES
 from litvision.errors import DataError
 
 log = logging.getLogger(__name__)
 
-SPLIT_FOLDERS = ("train", "val", "test")
 CACHE_PREFIX = ".litvision-cache"
-CACHE_VERSION = 1  # bump when the cache's content or the decoder's output changes
 STATS_SAMPLE = 2000  # training images decoded for mean/std on the dataloader path
-
-
-# -- scanning ----------------------------------------------------------------------------------
-def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
-
-
-def class_root(data_dir: str | Path) -> Path:
-    """The folder holding the class folders: ``<data_dir>/train`` in the split layout, else ``data_dir``."""
-    data_dir = Path(data_dir).expanduser()
-    return data_dir / "train" if (data_dir / "train").is_dir() else data_dir
-
-
-def folder_class_names(data_dir: str | Path) -> list[str]:
-    """Sorted class-folder names (hidden folders skipped); raises :class:`DataError` when there are none."""
-    data_dir = Path(data_dir).expanduser()
-    if not data_dir.is_dir():
-        raise DataError(
-            f"data.data_dir={data_dir} is not a folder; data=folder needs a folder with one subfolder of images "
-            f"per class (or train/, val/, test/ holding such subfolders)"
-        )
-    names = [p.name for p in _visible_dirs(class_root(data_dir))]
-    if not names:
-        raise DataError(f"{class_root(data_dir)} has no class folders: put each class's images in a subfolder")
-    return names
-
-
-def _resolve_or_none(function, data_dir):
-    # A resolver must not raise (OmegaConf wraps it in a multi-line error): None here, and the data module
-    # reports the problem in one line when it is built.
-    try:
-        return function(data_dir) if data_dir not in (None, "", "???") else None
-    except (DataError, OSError):
-        return None
-
-
-def register_resolvers() -> None:
-    """``${litvision.folder_classes:<dir>}`` and ``${litvision.folder_class_names:<dir>}`` for the data configs.
-
-    Registered when Hydra scans its plugins (``hydra_plugins/litvision_resolvers``) and when this module is
-    imported, so ``data.num_classes`` is known when the model config interpolates it.
-    """
-    resolvers = {
-        "litvision.folder_classes": lambda data_dir: _resolve_or_none(lambda d: len(folder_class_names(d)), data_dir),
-        "litvision.folder_class_names": lambda data_dir: _resolve_or_none(folder_class_names, data_dir),
-    }
-    for name, resolver in resolvers.items():
-        OmegaConf.register_new_resolver(name, resolver, replace=True)
-
-
-register_resolvers()
-
-
-@dataclass
-class FileList:
-    """Every candidate file: path, label and the split folder it came from ("train", "val", "test")."""
-
-    paths: list[Path]
-    labels: torch.Tensor
-    origin: list[str]
-
-
-def scan_folder(data_dir: Path, class_names: Sequence[str]) -> FileList:
-    """All non-hidden files in the class folders, in a fixed order (split, class, file name)."""
-    split_layout = (data_dir / "train").is_dir()
-    roots = [(name, data_dir / name) for name in SPLIT_FOLDERS if (data_dir / name).is_dir()]
-    if not split_layout:
-        roots = [("train", data_dir)]
-    index = {name: label for label, name in enumerate(class_names)}
-    paths, labels, origin = [], [], []
-    for split, root in roots:
-        for folder in _visible_dirs(root):
-            if folder.name not in index:
-                raise DataError(
-                    f"{folder}: class {folder.name!r} is not among the classes of {class_root(data_dir)} "
-                    f"({', '.join(class_names)})"
-                )
-            files = sorted(
-                (entry.path for entry in os.scandir(folder) if entry.is_file() and not entry.name.startswith(".")),
-            )
-            if split == "train" and not files:
-                raise DataError(f"{folder}: empty class folder (class {folder.name!r} has no files)")
-            paths += [Path(f) for f in files]
-            labels += [index[folder.name]] * len(files)
-            origin += [split] * len(files)
-    if not paths:
-        raise DataError(f"{data_dir}: no image files in the class folders")
-    return FileList(paths, torch.tensor(labels, dtype=torch.int64), origin)
-
-
-# -- splits ------------------------------------------------------------------------------------
-def stratified_carve(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(kept, carved) positions: ``fraction`` of each class (at least one where the class has two or more)."""
-    generator = torch.Generator().manual_seed(seed)
-    kept, carved = [], []
-    for label in labels.unique(sorted=True).tolist():
-        members = (labels == label).nonzero().flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
-        count = round(len(members) * fraction)
-        if fraction > 0 and len(members) > 1:
-            count = min(max(count, 1), len(members) - 1)
-        carved.append(members[:count])
-        kept.append(members[count:])
-    return torch.cat(kept).sort().values, torch.cat(carved).sort().values
-
-
-# -- decoding and the cache ----------------------------------------------------------------------
-def fingerprint(paths: Sequence[Path], root: Path, settings: str) -> str:
-    """A hash of the files' relative names, sizes and modification times and of the decode settings."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{settings}".encode())
-    for path in paths:
-        stat = path.stat()
-        digest.update(f"\n{path.relative_to(root).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:20]
-
-
-def decode_all(
-    paths: Sequence[Path], channels: int, size: int, resize: str, threads: int
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """uint8 images ``(N, C, size, size)``, a bool mask of the files that decoded and the failures' messages.
-
-    Threads, not processes: Pillow releases the GIL while it decodes and resizes, and the images land
-    straight in the shared tensor.
-    """
-    images = torch.zeros(len(paths), channels, size, size, dtype=torch.uint8)
-    ok = torch.ones(len(paths), dtype=torch.bool)
-    errors: list[str | None] = [None] * len(paths)
-
-    def work(chunk: range) -> None:
-        for i in chunk:
-            try:
-                images[i] = read_image(paths[i], channels, size, resize)
-            except DataError as err:
-                ok[i], errors[i] = False, str(err)
-
-    chunk = 64
-    chunks = [range(start, min(start + chunk, len(paths))) for start in range(0, len(paths), chunk)]
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        list(pool.map(work, chunks))
-    return images, ok, [e for e in errors if e is not None]
-
-
-def _atomic_save(payload: dict, target: Path) -> None:
-    scratch = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, scratch)
-        os.replace(scratch, target)
-    finally:
-        scratch.unlink(missing_ok=True)
-
-
-def per_channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Mean and std per channel of uint8 ``images`` scaled to [0, 1], exact, from each channel's histogram.
-
-    A histogram of 256 counts per channel: no float copy of the split, and no rounding in long sums.
-    """
-    values = torch.arange(256, dtype=torch.float64)
-    means, stds = [], []
-    for channel in range(images.shape[1]):
-        counts = torch.bincount(images[:, channel].reshape(-1), minlength=256).to(torch.float64)
-        total = counts.sum().clamp_min(1)
-        mean = (counts * values).sum() / total
-        variance = ((counts * values.square()).sum() / total - mean.square()).clamp_min(0)
-        means.append(float(mean) / 255)
-        stds.append(max(float(variance.sqrt()) / 255, 1e-3))  # a flat channel: std stays > 0
-    return means, stds
-
-
-class ImageFileDataset(Dataset):
-    """``(uint8 image, label)`` per file, decoded on access (in DataLoader workers): data larger than memory.
-
-    In skip mode an unreadable file yields None (logged with its path), which :func:`collate_skipping` drops.
-    """
-
-    def __init__(self, paths: Sequence[Path], labels: torch.Tensor, channels: int, size: int, resize: str, skip: bool):
-        self.paths, self.labels = [str(p) for p in paths], labels
-        self.channels, self.size, self.resize, self.skip = channels, size, resize, skip
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        try:
-            image = read_image(self.paths[index], self.channels, self.size, self.resize)
-        except DataError as err:
-            if not self.skip:
-                raise
-            log.warning("skipped %s", err)
-            return None
-        return image, int(self.labels[index])
-
-
-def collate_skipping(samples):
-    samples = [s for s in samples if s is not None]
-    if not samples:
-        return torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64)
-    return torch.stack([s[0] for s in samples]), torch.tensor([s[1] for s in samples], dtype=torch.int64)
 
 
 class FolderDataModule(ImageDataModule):
@@ -406,7 +217,7 @@ class FolderDataModule(ImageDataModule):
 
     def _write_cache(self, cache: Path, payload: dict) -> None:
         try:
-            _atomic_save(payload, cache)
+            atomic_save(payload, cache)
         except OSError as err:  # a read-only folder: the run goes on, the next one decodes again
             log.warning("could not write the cache %s (%s)", cache, err.strerror or err)
             return
