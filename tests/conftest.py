@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -19,6 +20,14 @@ from omegaconf import DictConfig, open_dict
 from datafiles import write_all, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Under pytest-xdist (-n auto) each worker takes its share of the cores: torch's threads of two workers
+# spinning on the same cores make both many times slower. OMP_NUM_THREADS carries it to subprocesses.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _THREADS = max(1, (os.cpu_count() or 1) // _WORKERS)
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+    torch.set_num_threads(_THREADS)
 sys.path.insert(0, str(ROOT / "scripts"))  # the benchmark's harness lives beside its script
 CONF_DIR = ROOT / "conf"
 # CI clones the repository with shared/ beside it; LITVISION_MNIST17K points elsewhere.

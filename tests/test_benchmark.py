@@ -9,6 +9,7 @@ from benchmark_ways import RandomStream
 from conftest import QUIET, run_main
 
 
+@pytest.mark.slow
 def test_benchmark_script_prints_and_saves_the_three_way_table(tmp_path):
     # On synthetic CIFAR-10 from its script, as a session without the real files times it (with crop and flip).
     data_dir, run_dir = tmp_path / "synthetic", tmp_path / "bench"

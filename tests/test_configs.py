@@ -204,6 +204,7 @@ def train_without(modules: list[str], options: list[str], overrides: list[str], 
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "modules,overrides,line",
     [
@@ -232,6 +233,7 @@ def test_a_missing_extra_is_one_line(modules, overrides, line, tmp_path):
     assert not (tmp_path / "logs").exists()  # it stopped before any sweep or job dir
 
 
+@pytest.mark.slow
 def test_a_missing_launcher_package_still_composes(tmp_path):
     """Without the launchers extra, a config that picks a launcher (say conf/local) still composes: a single
     run never creates the launcher."""

@@ -212,6 +212,7 @@ def test_a_run_with_logging_off_completes_and_writes_the_pngs(tiny_data_dir, tmp
         assert matplotlib.image.imread(tmp_path / name).ndim == 3
 
 
+@pytest.mark.slow
 def test_ddp_run_logs_each_image_once_from_rank_zero(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
     # Two CPU processes (gloo): the confusion matrix sync, the highest-loss gather and the timing

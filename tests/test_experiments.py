@@ -24,6 +24,7 @@ def test_the_issue_s_experiments_exist():
     assert set(expected) <= set(EXPERIMENTS), sorted(set(expected) - set(EXPERIMENTS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_runs_one_batch_per_stage(experiment, tiny_data_dir, tmp_path):
     cfg = compose_train([f"experiment={experiment}", f"data.data_dir={tiny_data_dir}", *SMALL], tmp_path)
@@ -68,6 +69,7 @@ def _table_row(page: str, experiment: str) -> list[str]:
     return [cell.strip() for cell in lines[0].strip("|").split("|")]
 
 
+@pytest.mark.slow
 def test_reproduce_runs_seeds_and_tabulates_mean_and_std(tiny_data_dir, tmp_path):
     output = tmp_path / "results.md"
     args = ["--experiments", "seed000_fashion_cnn", "--seeds", "0,1", "--root", str(tmp_path / "runs")]

@@ -213,6 +213,7 @@ def reference(tiny_data_dir, tmp_path_factory) -> dict[str, float]:
     return train(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signame,epoch,batch", [("SIGINT", 0, 5), ("SIGTERM", 1, 2)])
 def test_a_signal_mid_epoch_leaves_a_run_that_resumes_to_the_same_result(
     signame, epoch, batch, tiny_data_dir, tmp_path, reference
@@ -247,6 +248,7 @@ def test_a_signal_mid_epoch_leaves_a_run_that_resumes_to_the_same_result(
         assert metrics["metrics"][name] == pytest.approx(reference[name], abs=1e-6), name
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_a_real_run_exits_130_with_the_resume_command(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
@@ -282,6 +284,7 @@ class _Killed(BaseException):
     """Stands for SIGKILL: nothing after it runs in the real case, so the test looks at the disk first."""
 
 
+@pytest.mark.slow
 def test_a_kill_while_last_ckpt_is_written_leaves_the_previous_one_to_resume_from(
     tiny_data_dir, tmp_path, monkeypatch, reference
 ):

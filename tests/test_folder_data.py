@@ -253,6 +253,7 @@ def test_training_on_a_folder_learns_a_separable_task(tmp_path):
     assert metrics["test/acc"] >= 0.9, metrics  # chance: 1/3
 
 
+@pytest.mark.slow
 def test_k_fold_sweep_runs_every_fold_and_summarize_reports_mean_and_std(tmp_path):
     root = write_colour_folder(tmp_path / "images", per_class=12)
     sweep = tmp_path / "sweep"

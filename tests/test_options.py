@@ -118,6 +118,7 @@ def test_every_invalid_option_stops_with_one_error_line_before_the_data_loads(tm
     assert list(empty.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_script_prints_one_error_line_and_no_traceback(tmp_path):
     result = run_script("train.py", f"paths.root_dir={tmp_path}", *QUIET, "model.label_smoothing=1.5", check=False)
     assert result.returncode == 2, result.stderr[-2000:]

@@ -55,6 +55,7 @@ def only_sweep_dir(root: Path) -> Path:
     return sweeps[0]
 
 
+@pytest.mark.slow
 def test_grid_records_failed_runs_and_finishes_the_others(tiny_data_dir, tmp_path):
     # 2x2 grid: a bad learning rate fails two runs; the other two still run, each run says how it ended.
     result = run_script(
@@ -82,6 +83,7 @@ def test_grid_records_failed_runs_and_finishes_the_others(tiny_data_dir, tmp_pat
     assert len(rows) == 5 and rows[0].startswith("run,model.optimizer.lr,seed,val/acc_best,test/acc")
 
 
+@pytest.mark.slow
 def test_optuna_search_resumes_after_being_killed(tiny_data_dir, tmp_path):
     args = [
         str(ROOT / "scripts" / "train.py"),
@@ -132,6 +134,7 @@ def test_optuna_search_resumes_after_being_killed(tiny_data_dir, tmp_path):
     assert re.search(rf"^\| {best.number} \| .*\| ok \|$", summary.stdout, re.M)
 
 
+@pytest.mark.slow
 def test_optuna_study_goes_on_past_failed_and_pruned_trials(tiny_data_dir, tmp_path):
     # Every value once (brute force): a good rate, one that raises, and 0 (chance accuracy: pruned).
     result = run_script(
@@ -165,6 +168,7 @@ def test_optuna_study_goes_on_past_failed_and_pruned_trials(tiny_data_dir, tmp_p
     assert f"pruned: TrialPruned: trial {by_lr[0.0].number} pruned after epoch 1" in lines[1]
 
 
+@pytest.mark.slow
 def test_ddp_cpu_matches_one_process_and_batch_size_is_per_device(tiny_data_dir, tmp_path):
     # 2 processes x 32 images see exactly the batches of 1 process x 64 (rank r takes every 2nd example).
     single = train(
@@ -202,6 +206,7 @@ def test_ddp_cpu_matches_one_process_and_batch_size_is_per_device(tiny_data_dir,
     assert json.loads((ddp_dir / "status.json").read_text())["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_multirun_with_ddp_cpu_runs_each_job_once(tiny_data_dir, tmp_path):
     # Lightning's DDP relaunches sys.argv: under -m that would rerun the whole sweep in every child.
     run_script(

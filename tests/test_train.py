@@ -32,6 +32,7 @@ def test_fast_dev_run_on_each_dataset(dataset, tiny_data_dir, tmp_path):
     assert all(torch.isfinite(torch.tensor(value)) for value in metrics.values())
 
 
+@pytest.mark.slow
 def test_train_then_eval_gives_the_same_test_accuracy(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
     trained = run_main(
@@ -61,6 +62,7 @@ def test_train_then_eval_gives_the_same_test_accuracy(tiny_data_dir, tmp_path):
     assert "test/acc" in evaluated.stdout
 
 
+@pytest.mark.slow
 def test_checkpoint_holds_plain_configs_and_loads_weights_only(tiny_data_dir, tmp_path):
     cfg = compose_train(
         [
@@ -86,6 +88,7 @@ def test_checkpoint_holds_plain_configs_and_loads_weights_only(tiny_data_dir, tm
     assert type(hparams["net"]) is dict and type(hparams["data_config"]["mean"]) is list
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_epoch(tiny_data_dir, tmp_path):
     # Batches of 64: enough steps an epoch that the one-cycle schedule is planned over the run's own length.
     first = tmp_path / "first"
@@ -134,6 +137,7 @@ def test_resume_continues_from_the_saved_epoch(tiny_data_dir, tmp_path):
     assert after["optimizer_states"][0]["state"], "optimizer moments were not saved"
 
 
+@pytest.mark.slow
 def test_resume_with_another_model_is_refused_clearly(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
     run_main(
@@ -151,6 +155,7 @@ def test_resume_with_another_model_is_refused_clearly(tiny_data_dir, tmp_path):
     assert "different network" in result.stderr and "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_multirun_gives_one_run_dir_per_job_in_one_sweep_dir(tiny_data_dir, tmp_path):
     run_main(
         "train.py",
@@ -188,6 +193,7 @@ def test_bad_input_gives_one_clear_line_and_no_traceback(args, expected, tmp_pat
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_missing_cifar10_offline_names_the_dataset_places_and_fixes(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
