@@ -23,7 +23,7 @@ import pytest
 import torch
 from lightning import Callback
 
-from conftest import QUIET, ROOT, compose_train, run_main
+from conftest import DEBIAN_FASHION_MNIST, QUIET, ROOT, compose_train, require_real_data, run_main
 from litvision.checkpoint import read_checkpoint
 from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from litvision.data.cifar import CIFAR10Files
@@ -148,9 +148,8 @@ def test_archives_in_the_raw_folder_are_decompressed_and_checked(tmp_path):
 
 
 def test_debians_archives_placed_in_the_raw_folder_are_found(tmp_path):
-    debian = Path("/usr/share/datasets/fashion-mnist")
-    if not all((debian / f"{name}.gz").is_file() for name in IDX_NAMES.values()):
-        pytest.skip(f"{debian} is not installed (apt-get install dataset-fashion-mnist)")
+    debian = DEBIAN_FASHION_MNIST
+    require_real_data(debian, "apt-get install dataset-fashion-mnist")  # fails in CI when missing
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     for name in IDX_NAMES.values():

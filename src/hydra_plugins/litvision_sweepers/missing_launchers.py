@@ -45,16 +45,18 @@ class MissingLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         # Hydra calls this right after creating the launcher, before any job. The choice names the option
         # the user picked (parallel), not the missing config it extends (joblib).
-        choice = OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher")
+        self._refuse(OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher"))
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+        self._refuse(None)  # setup has already stopped the run; Launcher requires the method
+
+    def _refuse(self, choice: str | None) -> None:
         print(
             f"error: hydra/launcher={choice or self.config_name} needs {self.missing_package}: "
             f"pip install 'litvision[{EXTRA}]'",
             file=sys.stderr,
         )
         sys.exit(2)
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        raise NotImplementedError  # never reached: setup exits
 
 
 for _module, (_package, _names) in PACKAGES.items():
