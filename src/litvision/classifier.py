@@ -104,13 +104,12 @@ class ImageClassifier(LightningModule):
         super().__init__()
         if isinstance(scheduler, Mapping) and not scheduler:  # model/scheduler=none: an empty config
             scheduler = None
+        net, optimizer, scheduler = (_plain(v) if isinstance(v, Mapping) else v for v in (net, optimizer, scheduler))
+        data_config = _plain(data_config) if isinstance(data_config, Mapping) else data_config
         given = {"net": net, "optimizer": optimizer, "scheduler": scheduler}
-        configs = {name: _plain(value) for name, value in given.items() if isinstance(value, Mapping)}
-        objects = [name for name in BUILT_FROM_CONFIG if name not in configs]
-        self.save_hyperparameters(ignore=objects + ["data_config"])
-        self.hparams.update(configs)
-        if data_config is not None:
-            self.hparams["data_config"] = _plain(data_config)
+        configs = {name: value for name, value in given.items() if isinstance(value, dict)}
+        # Reads the constructor's arguments from this frame, now plain containers; ready objects are not saved.
+        self.save_hyperparameters(ignore=[name for name in BUILT_FROM_CONFIG if name not in configs])
         scheduler_config = configs.get("scheduler", {})
         self.scheduler_monitor = scheduler_config.get("monitor")
         if "scheduler" in configs:
