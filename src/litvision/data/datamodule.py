@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,12 +45,9 @@ class _ResumableBatchLoader(TensorBatchLoader):
     def __iter__(self):
         # A generator: the count is read when the epoch's first batch is drawn, after Lightning's restore.
         skip = self._batches_done()
-        batches = super().__iter__()
         if skip:
             log.info("resuming the epoch at training batch %d", skip)
-            # The skipped batches are gathered and dropped: a one-off cost when resuming mid-epoch.
-            batches = itertools.islice(batches, skip, None)
-        yield from batches
+        yield from self.batches(skip)
 
     # Lightning's resumable-loader interface: the position comes from the loop state, nothing to add.
     def state_dict(self) -> dict:

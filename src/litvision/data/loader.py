@@ -50,10 +50,14 @@ class TensorBatchLoader:
         self.sampler, self.batch_sampler = sampler, None
 
     def __iter__(self):
+        return self.batches()
+
+    def batches(self, skip: int = 0):
+        """This epoch's batches from batch ``skip`` on; the skipped ones are never gathered."""
         order = self.sampler.indices().to(self.images.device)
         if self.drop_last:
             order = order[: len(self) * self.batch_size]
-        for batch_indices in order.split(self.batch_size):
+        for batch_indices in order.split(self.batch_size)[skip:]:
             # index_select, not images[batch_indices]: the same copy through a much leaner CPU kernel.
             yield self.images.index_select(0, batch_indices), self.labels.index_select(0, batch_indices)
 
