@@ -35,7 +35,7 @@ MNIST_17K = Path(os.environ.get("LITVISION_MNIST17K", ROOT.parent / "shared" / "
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 # Quiet, fast settings for runs inside tests: no rich redraws, no model summary table.
-QUIET = ["callbacks.rich_progress_bar=null", "callbacks.rich_model_summary=null", "trainer.enable_progress_bar=false"]
+QUIET = ["callbacks.progress_bar=null", "callbacks.rich_model_summary=null", "trainer.enable_progress_bar=false"]
 
 
 @pytest.fixture(scope="session")
