@@ -5,12 +5,15 @@
     python scripts/reproduce.py --set all -- trainer.max_epochs=1   # overrides after -- go to every run
     python scripts/reproduce.py --set all --dry-run             # print the planned runs, run nothing
     python scripts/reproduce.py --set all --plan-only           # write the table with "not run" cells
+    python scripts/reproduce.py --set all --table-only          # the table from the runs that finished; run nothing
 
 Each run is ``python scripts/train.py experiment=<e> seed=<s> hydra.run.dir=<root>/<e>/seed<s>`` in its
 own process; its test accuracy comes from that folder's metrics.json and its wall time is measured here,
 from the command to the process's exit (imports, data loading and the test included). The table is
 rewritten after every run, so a stopped reproduction keeps what finished; a run whose folder already
-holds a finished run with the same overrides is reused (``--force`` reruns it). Runs that need data or
+holds a finished run with the same overrides and the same recipe file is reused (``--force`` reruns it). ``--table-only``
+writes the page from the finished runs alone, so long experiments can be run piecemeal (``--experiments``)
+and the whole table written at the end, each row saying how many of its seeds ran. Runs that need data or
 hardware this machine lacks (CIFAR-10 files, a GPU, MNIST) are listed as skipped with the reason.
 """
 
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -62,6 +67,12 @@ TUTORIAL_ACC = {
     "seed003_keras_cnn": "90.59",
     "seed004_mlp": "97",
 }
+# The goals as numbers: (test accuracy in %, wall seconds per run or None).
+GOAL_LIMITS = {
+    "fashion_mnist_speedrun": (92.0, 90.0),
+    "fashion_mnist_best": (94.0, 1800.0),
+    "mnist_best": (99.3, None),
+}
 GOALS = {
     "fashion_mnist_speedrun": ">= 92.0% in <= 90 s on a 2-core CPU",
     "fashion_mnist_best": ">= 94.0% in <= 30 min on a 2-core CPU",
@@ -93,6 +104,11 @@ under `logs/reproduce/<e>/seed<s>/`) and rewrites this page after each run. Do n
 - **MNIST** here is the 17,435-image real training subset in `../shared/data/mnist-17k` with the official
   10,000-image test split (the script passes `data.search_dirs` when that folder exists; `--mnist-dir`
   names another). The tutorials trained on all 60,000 images.
+- **verdict**: a tutorial recipe is *reproduced* when its mean is at or above the tutorial's number, or
+  within one standard deviation below it; a better recipe *beats the tutorial* when its mean is above that
+  number (and the row says by how much it beats the recipe's own run here); a best or speedrun recipe
+  meets its goal when the mean accuracy reaches it and, where the goal has a time limit, the mean wall
+  time per run is within it.
 - **wall per run**: from the command to the process's exit, imports and the test included; mean over seeds.
 - A run that needs what the machine lacks (CIFAR-10 files, a GPU, MNIST) is listed as skipped, with why.
 """
@@ -224,19 +240,26 @@ def read_result(folder: Path) -> dict:
     }
 
 
-def finished_with(folder: Path, overrides: list[str]) -> bool:
-    """Whether ``folder`` holds a successful run of exactly these overrides (so it can be reused)."""
+def recipe_hash(experiment: str) -> str:
+    """A digest of conf/experiment/<experiment>.yaml: a run of an edited recipe is not reused."""
+    return hashlib.sha256((CONF_DIR / "experiment" / f"{experiment}.yaml").read_bytes()).hexdigest()[:16]
+
+
+def finished_with(folder: Path, overrides: list[str], experiment: str) -> bool:
+    """Whether ``folder`` holds a successful run of exactly these overrides and this recipe (so it can be reused)."""
     saved = folder / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         return False
     same = [o for o in (yaml.safe_load(saved.read_text()) or []) if not o.startswith("hydra.")] == overrides
-    return same and read_result(folder).get("status") == "ok"
+    recorded = read_json(folder / RECORD_FILE).get("recipe")
+    same_recipe = recorded is None or recorded == recipe_hash(experiment)  # older records carry no digest
+    return same and same_recipe and read_result(folder).get("status") == "ok"
 
 
 def run_one(plan: Plan, seed: int, root: Path, extra: list[str], force: bool) -> dict:
     folder = run_dir(root, plan.experiment, seed)
     overrides = overrides_of(plan, seed, extra)
-    if not force and finished_with(folder, overrides):
+    if not force and finished_with(folder, overrides, plan.experiment):
         print(f"  {plan.experiment} seed {seed}: reusing the finished run in {folder}", flush=True)
         return read_result(folder)
     for stale in (RECORD_FILE, METRICS_FILE):  # a rerun must not be read as the old run's numbers
@@ -255,7 +278,13 @@ def run_one(plan: Plan, seed: int, root: Path, extra: list[str], force: bool) ->
         error = f"exit status {returncode}: {errors[-1][:200] if errors else 'no output'}"
     write_json(
         folder / RECORD_FILE,
-        {"command": command[1:], "returncode": returncode, "wall_s": wall_s, "error": error},
+        {
+            "command": command[1:],
+            "recipe": recipe_hash(plan.experiment),
+            "returncode": returncode,
+            "wall_s": wall_s,
+            "error": error,
+        },
     )
     result = read_result(folder)
     shown = f"test/acc {result['acc']:.2f}%" if result.get("status") == "ok" else result.get("error") or "failed"
@@ -294,7 +323,41 @@ def seconds(value: float) -> str:
     return f"{value:.0f} s" if value < 120 else f"{int(value // 60)} min {value % 60:02.0f} s"
 
 
-def row(plan: Plan, seeds: list[int], plan_only: bool) -> list[str]:
+def reference_of(experiment: str) -> float | None:
+    """The tutorial's number for a tutorial or better experiment (the first figure of TUTORIAL_ACC)."""
+    found = re.match(r"\d+(\.\d+)?", TUTORIAL_ACC.get(experiment.removesuffix("_better"), ""))
+    return float(found.group()) if found else None
+
+
+def verdict(experiment: str, accs: list[float], walls: list[float], means: dict[str, float]) -> str:
+    """Reproduced, beaten or goal met, from the seeds' mean (and spread): the column a reader looks for."""
+    if not accs:
+        return "—"
+    mean, spread = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
+    if experiment in GOAL_LIMITS:
+        target, limit = GOAL_LIMITS[experiment]
+        wall = statistics.mean(walls) if walls else None
+        misses = [f"{target - mean:.2f} points short"] if mean < target else []
+        if limit is not None and (wall is None or wall > limit):
+            misses.append(f"{wall - limit:.0f} s over" if wall is not None else "no wall time")
+        return "goal met" if not misses else "goal not met: " + ", ".join(misses)
+    reference = reference_of(experiment)
+    if reference is None:
+        return "—"
+    if experiment.endswith("_better"):
+        if mean <= reference:
+            return f"does not beat the tutorial ({mean - reference:+.2f})"
+        recipe = means.get(experiment.removesuffix("_better"))
+        ours = f"; {mean - recipe:+.2f} over its recipe here" if recipe is not None else ""
+        return f"beats the tutorial by {mean - reference:+.2f}{ours}"
+    if mean >= reference:
+        return "reproduced: at or above the tutorial"
+    if mean + spread >= reference:
+        return "reproduced: within one std of the tutorial"
+    return f"not reproduced: {reference - mean:.2f} below the tutorial"
+
+
+def row(plan: Plan, seeds: list[int], plan_only: bool, means: dict[str, float]) -> list[str]:
     base = plan.experiment.removesuffix("_better")
     reference = TUTORIAL_ACC.get(base, "—")
     goal = GOALS.get(plan.experiment, "beat the tutorial" if plan.experiment.endswith("_better") else "—")
@@ -324,7 +387,8 @@ def row(plan: Plan, seeds: list[int], plan_only: bool) -> list[str]:
             parts.append(f"{missing} not run")
         status = "; ".join(parts)
     cells += [acc, "—" if plan_only else str(len(done)), "–".join(map(str, epochs)) or "—"]
-    cells += [seconds(statistics.mean(walls)) if walls else "—", status.replace("|", "\\|")]
+    cells += [seconds(statistics.mean(walls)) if walls else "—", verdict(plan.experiment, accs, walls, means)]
+    cells.append(status.replace("|", "\\|"))
     return cells
 
 
@@ -339,7 +403,11 @@ def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str]
             "networks and references; the script fills in the numbers.\n"
         )
     else:
-        progress = "all runs done" if done >= total else f"in progress or stopped: {done} of {total} runs done"
+        progress = (
+            "all runs done"
+            if done >= total
+            else f"{done} of {total} runs done; the rest not run yet, running or stopped"
+        )
         lines.append(
             f"Measured {date.today().isoformat()} ({progress}) on {machine()}; torch {torch.__version__}, "
             f"commit {commit()}; seeds {','.join(map(str, seeds))}"
@@ -347,10 +415,15 @@ def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str]
             + ".\n"
         )
     header = ["experiment", "dataset", "network", "params", "tutorial (%)", "goal", "test acc (%)", "seeds"]
-    header += ["epochs", "wall per run", "status"]
+    header += ["epochs", "wall per run", "verdict", "status"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + " --- |" * len(header))
-    lines += ["| " + " | ".join(row(plan, seeds, plan_only)) + " |" for plan in plans]
+    means = {}
+    for plan in plans:
+        accs = [plan.runs[s]["acc"] for s in seeds if plan.runs.get(s, {}).get("status") == "ok"]
+        if accs:
+            means[plan.experiment] = statistics.mean(accs)
+    lines += ["| " + " | ".join(row(plan, seeds, plan_only, means)) + " |" for plan in plans]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.tmp")
     partial.write_text("\n".join(lines) + "\n")
@@ -375,6 +448,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="print the planned runs and skips; write nothing")
     mode.add_argument("--plan-only", action="store_true", help="write the page with 'not run' cells; run nothing")
+    mode.add_argument(
+        "--table-only", action="store_true", help="write the page from the runs that finished under --root; run nothing"
+    )
     return parser.parse_args(own), extra
 
 
@@ -408,6 +484,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.plan_only:
             write_page(args.output, plans, seeds, extra, plan_only=True, done=0)
             print(f"wrote {args.output}")
+        return 0
+
+    if args.table_only:
+        done = 0
+        for plan in [p for p in plans if not p.skip]:
+            for seed in seeds:
+                folder = run_dir(root, plan.experiment, seed)
+                if finished_with(folder, overrides_of(plan, seed, extra), plan.experiment):
+                    plan.runs[seed], done = read_result(folder), done + 1
+        write_page(args.output, plans, seeds, extra, plan_only=False, done=done)
+        print(f"wrote {args.output} from {done} finished runs")
         return 0
 
     print(f"{sum(0 if p.skip else len(seeds) for p in plans)} runs; the table: {args.output}", flush=True)

@@ -34,18 +34,21 @@ def test_experiment_runs_one_batch_per_stage(experiment, tiny_data_dir, tmp_path
 
 def test_tutorial_recipes_are_as_written(tmp_path):
     """The numbers the tutorials state, checked in the composed configs (../shared/SEEDS.md)."""
+    # The run's length: epochs, or optimizer steps where the recipe runs on a smaller MNIST than the tutorial's
+    # 60,000 images (16 x 600 and 10 x 938 steps), so the subset trains as long as the whole set did.
     expected = {
-        # experiment: (optimizer, lr, batch size, epochs, mean)
-        "seed000_fashion_cnn": ("torch.optim.Adam", 0.005, 256, 9, [0.0]),
-        "seed002_lenet": ("torch.optim.SGD", 0.5, 100, 16, [0.0]),
-        "seed002_residual_cnn": ("torch.optim.SGD", 0.9, 100, 10, [0.5, 0.5, 0.5]),
-        "seed003_keras_cnn": ("torch.optim.Adam", 0.001, 32, 5, [0.0]),
-        "seed004_mlp": ("torch.optim.SGD", 0.01, 64, 10, [0.1307]),
+        # experiment: (optimizer, lr, batch size, (max_epochs, max_steps), mean)
+        "seed000_fashion_cnn": ("torch.optim.Adam", 0.005, 256, (9, -1), [0.0]),
+        "seed002_lenet": ("torch.optim.SGD", 0.5, 100, (-1, 16 * 600), [0.0]),
+        "seed002_residual_cnn": ("torch.optim.SGD", 0.9, 100, (10, -1), [0.5, 0.5, 0.5]),
+        "seed003_keras_cnn": ("torch.optim.Adam", 0.001, 32, (5, -1), [0.0]),
+        "seed004_mlp": ("torch.optim.SGD", 0.01, 64, (-1, 10 * 938), [0.1307]),
     }
-    for experiment, (optimizer, lr, batch_size, epochs, mean) in expected.items():
+    for experiment, (optimizer, lr, batch_size, length, mean) in expected.items():
         cfg = compose_train([f"experiment={experiment}"], tmp_path)
-        got = (cfg.model.optimizer._target_, cfg.model.optimizer.lr, cfg.data.batch_size, cfg.trainer.max_epochs)
-        assert got == (optimizer, lr, batch_size, epochs), experiment
+        got = (cfg.model.optimizer._target_, cfg.model.optimizer.lr, cfg.data.batch_size)
+        assert got == (optimizer, lr, batch_size), experiment
+        assert (cfg.trainer.max_epochs, cfg.trainer.get("max_steps", -1)) == length, experiment
         assert list(cfg.data.mean) == mean, experiment
         assert not cfg.model.scheduler, f"{experiment}: the tutorial has no schedule"
         assert cfg.callbacks.model_checkpoint.monitor is None, f"{experiment}: tests the last epoch"
@@ -87,6 +90,15 @@ def test_reproduce_runs_seeds_and_tabulates_mean_and_std(tiny_data_dir, tmp_path
     # A second call reuses both finished runs instead of training again.
     again = run_main("reproduce.py", *args)
     assert again.stdout.count("reusing the finished run") == 2, again.stdout
+
+    # --table-only writes the page from finished runs alone: seed 5 never ran, so it is counted as not run.
+    table = tmp_path / "table.md"
+    seeds, overrides = args.index("0,1"), args.index("--")
+    only_args = [*args[:seeds], "0,1,5", *args[seeds + 1 : overrides], "--table-only", *args[overrides:]]
+    only = run_main("reproduce.py", *[str(table) if a == str(output) else a for a in only_args])
+    cells = _table_row(table.read_text(), "seed000_fashion_cnn")
+    assert cells[-1] == "2 of 3 seeds ok; 1 not run" and cells[7] == "2", (cells, only.stdout)
+    assert not (tmp_path / "runs" / "seed000_fashion_cnn" / "seed5").exists()
 
 
 def test_reproduce_lists_missing_cifar10_and_gpu_as_skipped(tmp_path):
