@@ -22,7 +22,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 
 from benchmark_ways import Result, device_of, run_ways
-from litvision.cli import run_task
+from litvision.cli import check_group_overrides, run_task
 from litvision.data.datasets import DATASETS
 from litvision.data.synthetic import is_synthetic
 
@@ -126,4 +126,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_group_overrides(Path(__file__).resolve().parents[1] / "conf")
     main()

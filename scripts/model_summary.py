@@ -6,11 +6,12 @@ shape, then the totals. The net is built from the config alone, so no dataset fi
 
 import sys
 import tempfile
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from litvision.cli import run_task
+from litvision.cli import check_group_overrides, run_task
 from litvision.model_summary import summarize
 
 
@@ -20,6 +21,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_group_overrides(Path(__file__).resolve().parents[1] / "conf")
     # A summary is not a run: what Hydra writes for a run (config, log, status) goes to a temporary
     # folder, removed on exit, instead of a new logs/train/runs/<time>/.
     with tempfile.TemporaryDirectory(prefix="litvision-model-summary-") as run_dir:

@@ -1,9 +1,11 @@
 """Predict image files: python scripts/predict.py ckpt_path=<ckpt> inputs=<file|folder|glob> (or inputs=[a.png,b.png])"""
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from litvision.cli import run_task
+from litvision.cli import check_group_overrides, run_task
 from litvision.predict import predict
 
 
@@ -13,4 +15,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_group_overrides(Path(__file__).resolve().parents[1] / "conf")
     main()

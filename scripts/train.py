@@ -1,9 +1,11 @@
 """Train a model: python scripts/train.py model=resnet data=cifar10 (see conf/train.yaml)."""
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from litvision.cli import run_task
+from litvision.cli import check_group_overrides, run_task
 from litvision.train import train
 
 
@@ -13,4 +15,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_group_overrides(Path(__file__).resolve().parents[1] / "conf")
     main()

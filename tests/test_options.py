@@ -127,6 +127,19 @@ def test_the_script_prints_one_error_line_and_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize("script", ["train.py", "eval.py", "predict.py", "export.py", "model_summary.py"])
+def test_a_null_config_group_says_how_to_turn_it_off_instead_of_a_traceback(script, tmp_path):
+    # Hydra itself answers logger=null with a ValueError traceback before any task code runs.
+    result = run_main(script, "logger=null", f"hydra.run.dir={tmp_path}", check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.splitlines() == [
+        "error: logger=null: config group logger takes one of csv, many, none, tensorboard; to turn it off: logger=none"
+    ]
+    assert not list(tmp_path.iterdir()), "nothing was run"
+    turned_off = run_main("train.py", "model/scheduler=null", f"hydra.run.dir={tmp_path}", check=False)
+    assert turned_off.returncode == 2 and "to turn it off: model/scheduler=none" in turned_off.stderr
+
+
 def _tiny(data_dir: Path, *extra: str) -> list[str]:
     """A short run on the tiny MNIST files: the MLP, 2 training batches an epoch, no test."""
     return [

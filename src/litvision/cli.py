@@ -48,6 +48,29 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
     return metrics.get(metric_name) if metric_name else None
 
 
+def check_group_overrides(conf_dir: Path, argv: list[str] | None = None) -> None:
+    """``logger=null`` and the like: exit with one line (status 2) naming the way to turn a group off.
+
+    Hydra rejects a null config-group override with a ValueError and its traceback, before any of
+    this package's code runs; the scripts call this first.
+    """
+    for arg in sys.argv[1:] if argv is None else argv:
+        key, sep, value = arg.partition("=")
+        group = key.lstrip("+~").split("@")[0]
+        if not sep or arg.startswith("-") or value.strip().lower() not in ("null", "none") or value == "none":
+            continue
+        folder = conf_dir / group
+        if not folder.is_dir():
+            continue
+        options = sorted(path.stem for path in folder.glob("*.yaml"))
+        off = f"{group}=none" if "none" in options else f"~{group}"
+        print(
+            f"error: {arg}: config group {group} takes one of {', '.join(options)}; to turn it off: {off}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
 def in_multirun() -> bool:
     """Whether this process runs a job of a Hydra multirun (``-m``) rather than a single run."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
