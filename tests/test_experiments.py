@@ -117,13 +117,14 @@ def test_reproduce_lists_missing_cifar10_and_gpu_as_skipped(tmp_path):
 
 
 @pytest.mark.slow
-def test_seed000_recipe_reaches_the_tutorial_s_accuracy(tmp_path):
+def test_seed000_recipe_trains_to_its_measured_accuracy(tmp_path):
     require_real_data(DEBIAN_FASHION_MNIST, "apt-get install dataset-fashion-mnist")
     cfg = compose_train(["experiment=seed000_fashion_cnn", f"data.data_dir={tmp_path / 'data'}", *QUIET], tmp_path)
     metrics = train(cfg)
-    # The tutorial reports 90.18%. 0.88 is a conservative guess made before any run was measured: re-set it
-    # from the spread over seeds that scripts/reproduce.py --experiments seed000_fashion_cnn measures.
-    assert metrics["test/acc"] >= 0.88, metrics
+    # scripts/reproduce.py measured 89.20, 89.40 and 89.16% over seeds 0-2 (docs/results.md): mean 89.25,
+    # std 0.13. The tutorial's 90.18% lies 7 std above that, so asserting it would pass only by luck; 88.5%
+    # is 5-6 std below the mean and still fails a recipe that trains wrongly (a wrong lr, no shuffling, ...).
+    assert metrics["test/acc"] >= 0.885, metrics
 
 
 def test_results_page_is_the_script_s(tmp_path):
@@ -132,3 +133,34 @@ def test_results_page_is_the_script_s(tmp_path):
     assert "python scripts/reproduce.py" in page
     for experiment in [name for name in EXPERIMENTS if name != "cifar10_resnet18"]:
         _table_row(page, experiment)
+
+
+def test_verdicts_and_readme_rows_follow_the_measured_seeds(tmp_path):
+    import reproduce
+
+    def plan(name: str, accs: list[float], wall: float = 60.0) -> reproduce.Plan:
+        made = reproduce.Plan(name, dataset="Fashion-MNIST", network="fashion_cnn")
+        made.runs = {seed: {"status": "ok", "acc": acc, "wall_s": wall} for seed, acc in enumerate(accs)}
+        return made
+
+    plans = [
+        plan("seed000_fashion_cnn", [90.0, 90.3, 89.9]),
+        plan("seed000_fashion_cnn_better", [91.0, 91.2, 91.1]),
+        plan("seed004_mlp", [96.4, 96.7, 96.6]),
+        plan("fashion_mnist_speedrun", [92.1, 92.3, 92.2], wall=95.0),
+    ]
+    means = {p.experiment: sum(r["acc"] for r in p.runs.values()) / 3 for p in plans}
+    verdicts = [reproduce.verdict(p.experiment, [r["acc"] for r in p.runs.values()], [95.0], means) for p in plans]
+    assert verdicts[0] == "reproduced: within one std of the tutorial"  # 90.07 + 0.21 >= 90.18
+    assert verdicts[1] == "beats the tutorial by +0.92; +1.03 over its recipe here"
+    assert verdicts[2] == "reproduced: at or above the tutorial"  # "97%" printed whole: 96.5 and up count
+    assert verdicts[3] == "goal not met: 5 s over"
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold rows\n<!-- results:end -->\nrest\n")
+    reproduce.write_readme_rows(readme, plans, [0, 1, 2])
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- results:start -->\n") and text.endswith("<!-- results:end -->\nrest\n")
+    assert "old rows" not in text
+    assert "| `fashion_cnn` | Fashion-MNIST | 90.18 | 90.07 ± 0.21 | 91.10 ± 0.10 |" in text
+    assert "| `fashion_mnist_speedrun` | >= 92.0% in <= 90 s on a 2-core CPU | 92.20 ± 0.10, 95 s per run |" in text
