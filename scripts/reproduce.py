@@ -98,7 +98,8 @@ python scripts/reproduce.py --set all            # or --set tutorials|better|bes
 ```
 
 which runs every experiment once per seed (`python scripts/train.py experiment=<e> seed=<s>`, run folders
-under `logs/reproduce/<e>/seed<s>/`) and rewrites this page after each run. Do not edit it by hand.
+under `logs/reproduce/<e>/seed<s>/`) and rewrites this page after each run (and the headline rows in the
+README); `--table-only` rewrites it from the runs that finished. Do not edit it by hand.
 
 - **test acc**: the official test split, in %, mean ± sample standard deviation over the seeds. The
   tutorial recipes test the last epoch's weights (as the tutorials report them), with a 1,000-image
@@ -106,7 +107,10 @@ under `logs/reproduce/<e>/seed<s>/`) and rewrites this page after each run. Do n
   `val/acc` on their validation split (5,000 images; 2,000 of the MNIST subset).
 - **MNIST** here is the 17,435-image real training subset in `../shared/data/mnist-17k` with the official
   10,000-image test split (the script passes `data.search_dirs` when that folder exists; `--mnist-dir`
-  names another). The tutorials trained on all 60,000 images.
+  names another). The tutorials trained on all 60,000 images, so their MNIST recipes (LeNet, the MLP,
+  and LeNet's better recipe) count optimizer steps (`trainer.max_steps`, the tutorial's epochs times its
+  batches per epoch) instead of epochs: the subset trains as long as the whole set did, on less data.
+  A tutorial that printed whole percents (the MLP's "97%") is compared as the range it stands for.
 - **verdict**: a tutorial recipe is *reproduced* when its mean is at or above the tutorial's number, or
   within one standard deviation below it; a better recipe *beats the tutorial* when its mean is above that
   number (and the row says by how much it beats the recipe's own run here); a best or speedrun recipe
