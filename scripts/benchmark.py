@@ -89,7 +89,9 @@ def benchmark(cfg: DictConfig) -> dict[str, float]:
 def record(page: Path, table: str) -> None:
     """Append this run to ``page``: the command that made it, the commit, the machine, the date, the table."""
     commit = _git("rev-parse", "--short", "HEAD") or "unknown"
-    if _git("status", "--porcelain", "--untracked-files=no"):
+    # The page itself does not count: three runs in a row each append to it.
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){page.resolve()}")
+    if changed:
         commit += " (with uncommitted changes)"
     command = "python scripts/benchmark.py " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
     cpu = _cpu_name()
