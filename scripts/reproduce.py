@@ -375,6 +375,7 @@ def accuracy_text(accs: list[float]) -> str:
 
 
 def finished(plan: Plan, seeds: list[int]) -> list[dict]:
+    """The runs of ``seeds`` that ended with a test accuracy."""
     return [plan.runs[s] for s in seeds if plan.runs.get(s, {}).get("status") == "ok"]
 
 
@@ -431,7 +432,7 @@ def row(plan: Plan, seeds: list[int], plan_only: bool, means: dict[str, float]) 
     goal = GOALS.get(plan.experiment, "beat the tutorial" if plan.experiment.endswith("_better") else "—")
     cells = [f"`{plan.experiment}`", plan.dataset, f"`{plan.network}`", f"{plan.params:,}" if plan.params else "?"]
     cells += [reference, goal]
-    done = [plan.runs[s] for s in seeds if plan.runs.get(s, {}).get("status") == "ok"]
+    done = finished(plan, seeds)
     failed = [plan.runs[s] for s in seeds if plan.runs.get(s, {}).get("status") == "failed"]
     accs = [r["acc"] for r in done]
     acc = accuracy_text(accs) if accs else ("not measured yet" if plan_only else "—")
@@ -483,8 +484,7 @@ def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str]
     lines.append("|" + " --- |" * len(header))
     means = {}
     for plan in plans:
-        accs = [plan.runs[s]["acc"] for s in seeds if plan.runs.get(s, {}).get("status") == "ok"]
-        if accs:
+        if accs := [r["acc"] for r in finished(plan, seeds)]:
             means[plan.experiment] = statistics.mean(accs)
     lines += ["| " + " | ".join(row(plan, seeds, plan_only, means)) + " |" for plan in plans]
     path.parent.mkdir(parents=True, exist_ok=True)
