@@ -111,6 +111,9 @@ README); `--table-only` rewrites it from the runs that finished. Do not edit it 
   meets its goal when the mean accuracy reaches it and, where the goal has a time limit, the mean wall
   time per run is within it.
 - **wall per run**: from the command to the process's exit, imports and the test included; mean over seeds.
+- **control**: where a tutorial recipe lands below the tutorial's number, the tutorial's own loop in plain
+  PyTorch, run here on the same files by `scripts/tutorial_loops.py`, tells whether the template or the
+  tutorial's number is off: [tutorial_loops.md](tutorial_loops.md).
 - A run that needs what the machine lacks (CIFAR-10 files, a GPU, MNIST) is listed as skipped, with why.
 """
 

@@ -113,3 +113,32 @@ def test_export_without_onnxruntime_names_the_extra(mnist_ckpt, tmp_path, monkey
     )
     assert result.returncode == 2 and "pip install 'litvision[export]'" in result.stderr
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def mirrored_ckpt(mnist_ckpt, tmp_path_factory) -> Path:
+    """mnist_ckpt's weights with the model option tta_flip switched on."""
+    checkpoint = torch.load(mnist_ckpt, weights_only=True)
+    checkpoint["hyper_parameters"]["tta_flip"] = True
+    path = tmp_path_factory.mktemp("tta") / "tta.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_tta_flip_gives_an_image_and_its_mirror_one_answer_also_when_exported(
+    mnist_ckpt, mirrored_ckpt, train_images, tmp_path
+):
+    plain = checkpoint_probabilities(read_checkpoint(mnist_ckpt), train_images)
+    tta = checkpoint_probabilities(read_checkpoint(mirrored_ckpt), train_images)
+    torch.testing.assert_close(checkpoint_probabilities(read_checkpoint(mirrored_ckpt), train_images.flip(-1)), tta)
+    assert (plain - tta).abs().max() > 1e-3  # digits are not mirror-symmetric: averaging changes the answer
+    for fmt, suffix in (("onnx", ".onnx"), ("torchscript", ".pt")):
+        exported = tmp_path / f"tta{suffix}"
+        run_main(
+            "export.py",
+            f"ckpt_path={mirrored_ckpt}",
+            f"format={fmt}",
+            f"output={exported}",
+            f"hydra.run.dir={tmp_path}",
+        )
+        torch.testing.assert_close(_run_exported(exported, fmt, train_images), tta, atol=1e-4, rtol=0)

@@ -234,11 +234,13 @@ class _SeenPerEpoch(Callback):
         self.at_start.append((count(pl_module.train_acc), count(pl_module.val_acc)))
 
 
-def test_epoch_metrics_count_each_epoch_once_and_match_a_direct_count(tiny_data_dir, tmp_path):
+@pytest.mark.parametrize("tta_flip", [False, True])
+def test_epoch_metrics_count_each_epoch_once_and_match_a_direct_count(tta_flip, tiny_data_dir, tmp_path):
     cfg = compose_train(
         [
             "data=mnist",
             "model=mlp",
+            f"model.tta_flip={tta_flip}",
             "trainer.max_epochs=3",
             f"data.data_dir={tiny_data_dir}",
             "data.val_size=100",
@@ -255,11 +257,14 @@ def test_epoch_metrics_count_each_epoch_once_and_match_a_direct_count(tiny_data_
     trainer.fit(model, datamodule=datamodule)
     assert seen.at_start == [(0, 0)] * 3, "train/val accuracy carried examples over from an earlier epoch"
 
-    # val/acc of the last epoch is the final net's accuracy on the validation split, counted here directly.
+    # val/acc of the last epoch is the final net's accuracy on the validation split, counted here directly
+    # (with tta_flip, from the mean logits of each image and its mirror image).
     images, labels = datamodule.splits["val"]
     model.eval()
     with torch.no_grad():
-        predictions = model(datamodule.prepare_batch(images, augment=False)).argmax(1)
+        batch = datamodule.prepare_batch(images, augment=False)
+        logits = (model(batch) + model(batch.flip(-1))) / 2 if tta_flip else model(batch)
+        predictions = logits.argmax(1)
     direct = (predictions == labels).float().mean().item()
     assert float(trainer.callback_metrics["val/acc"]) == pytest.approx(direct, abs=1e-6)
     assert 0.0 < float(trainer.callback_metrics["train/loss"]) < 10.0

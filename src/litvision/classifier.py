@@ -81,8 +81,9 @@ class ImageClassifier(LightningModule):
     One-cycle and :func:`warmup_cosine` get the run's length here (``total_steps``); a fit resumed with
     another ``trainer.max_epochs`` re-plans it (:meth:`_replan_resumed_schedule`).
 
-    ``validation_step`` and ``test_step`` return the batch's logits, which the dashboard callbacks
-    read in their ``on_*_batch_end`` hooks.
+    ``tta_flip`` makes validation, test and prediction average the logits of each image and its mirror
+    image (:meth:`eval_logits`). ``validation_step`` and ``test_step`` return the batch's logits, which
+    the dashboard callbacks read in their ``on_*_batch_end`` hooks.
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class ImageClassifier(LightningModule):
         scheduler_interval: str = "epoch",
         channels_last: bool = False,
         compile: bool = False,
+        tta_flip: bool = False,
         data_config: Mapping | None = None,
         seed: int | None = None,
         init_from: str | None = None,
@@ -127,7 +129,7 @@ class ImageClassifier(LightningModule):
             label_smoothing=label_smoothing,
             scheduler_interval=scheduler_interval,
             monitor=self.scheduler_monitor,
-            flags={"channels_last": channels_last, "compile": compile},
+            flags={"channels_last": channels_last, "compile": compile, "tta_flip": tta_flip},
         )
         check_finetuning(init_from, freeze_epochs)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -164,9 +166,18 @@ class ImageClassifier(LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return (self._compiled_forward or self.net)(images)
 
+    def eval_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits validation, test and prediction use: with ``tta_flip``, the mean of the logits of
+        each image and of its mirror image (test-time augmentation, for data whose mirror images keep
+        their class, like photos or clothes; not digits)."""
+        logits = self(images)
+        if self.hparams.tta_flip:
+            logits = (logits + self(images.flip(-1))) / 2
+        return logits
+
     def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
-        logits = self(images)
+        logits = self(images) if stage == "train" else self.eval_logits(images)
         loss = self.criterion(logits, labels)
         totals = self._totals.get(stage)
         if totals is None:
@@ -197,7 +208,7 @@ class ImageClassifier(LightningModule):
         return self._shared_step(batch, "test")[1]
 
     def predict_step(self, batch, batch_idx):
-        return self(batch[0]).softmax(dim=1)
+        return self.eval_logits(batch[0]).softmax(dim=1)
 
     # Each epoch counts from zero, also after one that was cut short (an interrupted fit, a failed batch).
     # An epoch resumed mid-way from a checkpoint gets no epoch-start hook: its first step takes up the

@@ -88,7 +88,7 @@ def checkpoint_probabilities(checkpoint: dict, images: torch.Tensor) -> torch.Te
     mean = torch.tensor(data_config["mean"], dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(data_config["std"], dtype=torch.float32).view(1, -1, 1, 1)
     with torch.inference_mode():
-        return load_classifier(checkpoint)((images.float() / 255.0 - mean) / std).softmax(dim=1)
+        return load_classifier(checkpoint).eval_logits((images.float() / 255.0 - mean) / std).softmax(dim=1)
 
 
 def check_batch(data_config: dict, channels: int, size: int, seed: int = 0) -> tuple[torch.Tensor, str]:

@@ -40,17 +40,22 @@ class ProbabilityModel(nn.Module):
 
     ``(x / 255 - mean) / std``, as ``ImageDataModule.prepare_batch`` normalizes the training batches,
     then the network and a softmax. One module for prediction and for the exported ONNX/TorchScript file.
+    ``tta_flip`` (the checkpoint's model option) averages the logits of each image and its mirror image.
     """
 
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], tta_flip: bool = False):
         super().__init__()
         self.net = net
+        self.tta_flip = tta_flip
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() / 255.0 - self.mean) / self.std
-        return self.net(x).softmax(dim=1)
+        logits = self.net(x)
+        if self.tta_flip:
+            logits = (logits + self.net(x.flip(-1))) / 2
+        return logits.softmax(dim=1)
 
 
 def load_classifier(checkpoint: dict) -> ImageClassifier:
@@ -70,8 +75,10 @@ def load_classifier(checkpoint: dict) -> ImageClassifier:
 def probability_model(checkpoint: dict) -> tuple[ProbabilityModel, dict]:
     """(:class:`ProbabilityModel` of the checkpoint in eval mode, its data config)."""
     _, data_config = saved_configs(checkpoint)
-    net = load_classifier(checkpoint).net.to(memory_format=torch.contiguous_format)
-    return ProbabilityModel(net, data_config["mean"], data_config["std"]).eval(), data_config
+    model = load_classifier(checkpoint)
+    net = model.net.to(memory_format=torch.contiguous_format)
+    tta_flip = bool(model.hparams.get("tta_flip", False))
+    return ProbabilityModel(net, data_config["mean"], data_config["std"], tta_flip).eval(), data_config
 
 
 def expand_inputs(inputs: str | Iterable[str]) -> list[Path]:

@@ -1,0 +1,237 @@
+"""The tutorials' own training loops in plain PyTorch: the control for docs/results.md.
+
+A tutorial recipe the template does not reproduce raises one question: is the template at fault, or does
+the tutorial's number not hold on this machine and this data? This script answers it by running the
+tutorial's loop as ``../shared/SEEDS.md`` describes it (its net, its data scaling, its optimizer, its
+loss, its test pass, no Lightning and no litvision) on the same files the experiments read:
+
+    python scripts/tutorial_loops.py                                   # seed000, seed002_lenet, seed004_mlp
+    python scripts/tutorial_loops.py --tutorials seed000 --seeds 420,0,1,2 --record docs/tutorial_loops.md
+
+- ``seed000``: the Fashion-MNIST CNN, 9 epochs; its test pass as written (train mode, raw 0-255 pixels)
+  and in eval mode on [0, 1] pixels, as the template tests.
+- ``seed002_lenet`` and ``seed004_mlp``: MNIST; on the 17,435-image subset they run the tutorial's number
+  of optimizer steps (its epochs times its batches per epoch on 60,000 images), as the experiments do.
+
+``--record`` appends a table (command, commit, machine, date) to the page it names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+MNIST_DIR = Path(os.environ.get("LITVISION_MNIST17K", ROOT.parent / "shared" / "data" / "mnist-17k"))
+
+
+def read_idx(folder: Path, name: str) -> torch.Tensor:
+    """One idx file (gzip or not) as a uint8 tensor: images N x 1 x H x W, labels N."""
+    path = next((p for p in (folder / f"{name}.gz", folder / name) if p.exists()), None)
+    if path is None:
+        sys.exit(f"error: {folder / name}(.gz) not found")
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    dims = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    data = torch.from_numpy(np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).copy())
+    return data.reshape(shape[0], 1, *shape[1:]) if dims == 3 else data.reshape(shape).long()
+
+
+def load(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    return {
+        split: (read_idx(folder, f"{prefix}-images-idx3-ubyte"), read_idx(folder, f"{prefix}-labels-idx1-ubyte"))
+        for split, prefix in (("train", "train"), ("test", "t10k"))
+    }
+
+
+class FashionNet(nn.Module):
+    """Seed 000: input BatchNorm, conv 8 and 16 @3x3 with max-pool, fc 400 -> 128 -> 10 (no bias), log-softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(1)
+        self.conv1, self.conv2 = nn.Conv2d(1, 8, 3), nn.Conv2d(8, 16, 3)
+        self.fc1, self.fc2 = nn.Linear(400, 128), nn.Linear(128, 10, bias=False)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(self.bn(x))), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(F.relu(x.flatten(1))))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+def lenet() -> nn.Module:
+    """Seed 002: LeNet-5 with sigmoids and average pooling, Xavier-uniform weights."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2, 2),
+        nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
+        nn.Linear(400, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, 10),
+    )  # fmt: skip
+    for layer in net:
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+    return net
+
+
+def mlp() -> nn.Module:
+    """Seed 004: 784 -> 512 -> 256 -> 128 -> 64 -> 10 with ReLUs."""
+    sizes = [784, 512, 256, 128, 64, 10]
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class Tutorial:
+    name: str
+    dataset: str
+    published: str
+    folder: Path
+    make_net: callable
+    optimizer: callable
+    loss: callable
+    batch_size: int
+    epochs: int  # of the tutorial's 60,000 training images
+    scale: callable  # uint8 batch -> the float input the tutorial trains on
+
+
+TUTORIALS = {
+    "seed000": Tutorial(
+        "seed000", "Fashion-MNIST", "90.18", FASHION_DIR, FashionNet,
+        lambda p: torch.optim.Adam(p, lr=0.005), F.nll_loss, 256, 9, lambda x: x.float() / 255,
+    ),
+    "seed002_lenet": Tutorial(
+        "seed002_lenet", "MNIST", "98.49", MNIST_DIR, lenet,
+        lambda p: torch.optim.SGD(p, lr=0.5), F.cross_entropy, 100, 16, lambda x: x.float() / 255,
+    ),
+    "seed004_mlp": Tutorial(
+        "seed004_mlp", "MNIST", "97 (whole %)", MNIST_DIR, mlp,
+        lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.5), F.cross_entropy, 64, 10,
+        lambda x: (x.float() / 255 - 0.1307) / 0.3081,
+    ),
+}  # fmt: skip
+
+
+def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, scale, train_mode: bool) -> float:
+    net.train(train_mode)
+    right = 0
+    with torch.no_grad():
+        for i in range(0, len(images), 1000):
+            right += (net(scale(images[i : i + 1000])).argmax(1) == labels[i : i + 1000]).sum().item()
+    return 100 * right / len(images)
+
+
+def run(tut: Tutorial, seed: int) -> dict:
+    data = load(tut.folder)
+    (train_x, train_y), (test_x, test_y) = data["train"], data["test"]
+    torch.manual_seed(seed)
+    net = tut.make_net()
+    optimizer = tut.optimizer(net.parameters())
+    steps = tut.epochs * math.ceil(60000 / tut.batch_size)  # the tutorial's steps, on whatever training set
+    start, done = time.perf_counter(), 0
+    while done < steps:
+        net.train()
+        perm = torch.randperm(len(train_x))
+        for i in range(0, len(perm), tut.batch_size):
+            batch = perm[i : i + tut.batch_size]
+            loss = tut.loss(net(tut.scale(train_x[batch])), train_y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            done += 1
+            if done == steps:
+                break
+    result = {"seed": seed, "train_images": len(train_x), "steps": steps, "seconds": time.perf_counter() - start}
+    if tut.name == "seed000":  # the tutorial's test: train mode on raw pixels (on a copy: it moves the BN stats)
+        result["as_written"] = accuracy(copy.deepcopy(net), test_x, test_y, lambda x: x.float(), True)
+    result["eval"] = accuracy(net, test_x, test_y, tut.scale, False)
+    return result
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
+def table(results: dict[str, list[dict]]) -> list[str]:
+    lines = [
+        "| tutorial | dataset (train images) | published (%) | its loop here, eval mode (%) | as written (%) | seeds | steps | each run (%) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, runs in results.items():
+        tut = TUTORIALS[name]
+        written = [r["as_written"] for r in runs if "as_written" in r]
+        each = ", ".join(f"{r['eval']:.2f}" for r in runs)
+        lines.append(
+            f"| `{name}` | {tut.dataset} ({runs[0]['train_images']:,}) | {tut.published} | "
+            f"{mean_std([r['eval'] for r in runs])} | {mean_std(written) if written else '—'} | "
+            f"{', '.join(str(r['seed']) for r in runs)} | {runs[0]['steps']:,} | {each} |"
+        )
+    return lines
+
+
+def record(page: Path, argv: list[str], lines: list[str]) -> None:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+    header = [
+        "",
+        f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {git('rev-parse', '--short', 'HEAD')}{dirty}",
+        "",
+        f"`python scripts/tutorial_loops.py {' '.join(argv)}`",
+        "",
+        f"Machine: {cpu or platform.processor()} ({torch.get_num_threads()} threads), torch {torch.__version__}.",
+        "",
+    ]
+    with page.open("a") as f:
+        f.write("\n".join(header + lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tutorials", default=",".join(TUTORIALS), help="comma-separated: " + ", ".join(TUTORIALS))
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--record", type=Path, help="append the table to this markdown page")
+    args = parser.parse_args(argv)
+    names = args.tutorials.split(",")
+    unknown = [n for n in names if n not in TUTORIALS]
+    if unknown:
+        parser.error(f"unknown tutorial {unknown[0]!r}; choose from {', '.join(TUTORIALS)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r}: give whole numbers separated by commas")
+    results: dict[str, list[dict]] = {}
+    for name in names:
+        for seed in seeds:
+            result = run(TUTORIALS[name], seed)
+            print(f"{name} seed {seed}: {result}", flush=True)
+            results.setdefault(name, []).append(result)
+    lines = table(results)
+    print("\n".join(lines))
+    if args.record:
+        record(args.record, argv, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
