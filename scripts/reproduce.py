@@ -11,9 +11,10 @@ Each run is ``python scripts/train.py experiment=<e> seed=<s> hydra.run.dir=<roo
 own process; its test accuracy comes from that folder's metrics.json and its wall time is measured here,
 from the command to the process's exit (imports, data loading and the test included). The table is
 rewritten after every run, so a stopped reproduction keeps what finished; a run whose folder already
-holds a finished run with the same overrides and the same recipe file is reused (``--force`` reruns it). ``--table-only``
-writes the page from the finished runs alone, so long experiments can be run piecemeal (``--experiments``)
-and the whole table written at the end, each row saying how many of its seeds ran. Runs that need data or
+holds a finished run with the same overrides and the same recipe file is reused (``--force`` reruns it).
+The default page (docs/results.md, and README's rows) lists every experiment whichever ones a call runs,
+the others filled from their finished runs, so long experiments can be run piecemeal (``--experiments``),
+each row saying how many of its seeds ran; ``--table-only`` writes the page from the finished runs alone. Runs that need data or
 hardware this machine lacks (CIFAR-10 files, a GPU, MNIST) are listed as skipped with the reason.
 """
 
@@ -93,7 +94,8 @@ python scripts/reproduce.py --set all            # or --set tutorials|better|bes
 
 which runs every experiment once per seed (`python scripts/train.py experiment=<e> seed=<s>`, run folders
 under `logs/reproduce/<e>/seed<s>/`) and rewrites this page after each run (and the headline rows in the
-README); `--table-only` rewrites it from the runs that finished. Do not edit it by hand.
+README), every experiment on it: those a call does not run come from their finished runs, as with
+`--table-only`, which runs nothing. Do not edit it by hand.
 
 - **test acc**: the official test split, in %, mean ± sample standard deviation over the seeds. The
   tutorial recipes test the last epoch's weights (as the tutorials report them), with a 1,000-image
@@ -249,15 +251,54 @@ def recipe_hash(experiment: str) -> str:
     return hashlib.sha256((CONF_DIR / "experiment" / f"{experiment}.yaml").read_bytes()).hexdigest()[:16]
 
 
+def flat(value, prefix: str = "") -> dict:
+    """A nested config container as {"a.b.c": leaf}."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: value}
+
+
+def same_settings(folder: Path, experiment: str, overrides: list[str]) -> bool:
+    """Whether every setting a run saved (``.hydra/config.yaml``) still composes to the value it had.
+
+    The check for runs recorded before their record carried a recipe digest. Settings added since are
+    left out (a new option's default keeps the old behaviour), and so are the run's own paths.
+    """
+    from omegaconf import OmegaConf
+
+    try:
+        saved = flat(OmegaConf.to_container(OmegaConf.load(folder / ".hydra" / "config.yaml"), resolve=False))
+        cfg = compose(experiment, [o for o in overrides if not o.startswith("experiment=")])
+    except Exception:  # an unreadable folder or a recipe that no longer composes: not reusable
+        return False
+    now = flat(OmegaConf.to_container(cfg, resolve=False))
+    shared = [key for key in saved.keys() & now.keys() if not key.startswith(("paths.", "hydra."))]
+    return all(saved[key] == now[key] for key in shared)
+
+
 def finished_with(folder: Path, overrides: list[str], experiment: str) -> bool:
     """Whether ``folder`` holds a successful run of exactly these overrides and this recipe (so it can be reused)."""
     saved = folder / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         return False
     same = [o for o in (yaml.safe_load(saved.read_text()) or []) if not o.startswith("hydra.")] == overrides
+    if not same or read_result(folder).get("status") != "ok":
+        return False
     recorded = read_json(folder / RECORD_FILE).get("recipe")
-    same_recipe = recorded is None or recorded == recipe_hash(experiment)  # older records carry no digest
-    return same and same_recipe and read_result(folder).get("status") == "ok"
+    if recorded is None:  # recorded before the digest: compare the settings the run saved
+        return same_settings(folder, experiment, overrides)
+    return recorded == recipe_hash(experiment)
+
+
+def fill_finished(plans: list[Plan], seeds: list[int], root: Path, extra: list[str]) -> None:
+    """Each plan's runs of ``seeds`` that finished under ``root`` (and may be reused), read into ``plan.runs``."""
+    for plan in plans:
+        if plan.skip:
+            continue
+        for seed in seeds:
+            folder = run_dir(root, plan.experiment, seed)
+            if finished_with(folder, overrides_of(plan, seed, extra), plan.experiment):
+                plan.runs[seed] = read_result(folder)
 
 
 def run_one(plan: Plan, seed: int, root: Path, extra: list[str], force: bool) -> dict:
@@ -457,10 +498,11 @@ def row(plan: Plan, seeds: list[int], plan_only: bool, means: dict[str, float]) 
     return cells
 
 
-def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str], plan_only: bool, done: int) -> None:
+def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str], plan_only: bool) -> None:
     import torch
 
     total = sum(0 if p.skip else len(seeds) for p in plans)
+    done = sum(seed in plan.runs for plan in plans for seed in seeds)
     lines = [PAGE_INTRO]
     if plan_only:
         lines.append(
@@ -550,32 +592,33 @@ def main(argv: list[str] | None = None) -> int:
                 words = [*overrides_of(plan, seed, extra), f"hydra.run.dir={run_dir(root, plan.experiment, seed)}"]
                 print("python scripts/train.py " + " ".join(words))
         if args.plan_only:
-            write_page(args.output, plans, seeds, extra, plan_only=True, done=0)
+            write_page(args.output, plans, seeds, extra, plan_only=True)
             print(f"wrote {args.output}")
         return 0
 
+    # The default page (and README's rows) always lists every experiment: the ones this call does not run
+    # are filled from their finished runs. A page written elsewhere lists this call's experiments only.
+    page = plans
+    if args.output.resolve() == DEFAULT_OUTPUT.resolve():
+        chosen = {plan.experiment: plan for plan in plans}
+        names = [*SETS["all"], *(name for name in experiments if name not in SETS["all"])]
+        page = [chosen.get(name) or plan_experiment(name, extra, mnist_dir, args.download) for name in names]
     if args.table_only:
-        done = 0
-        for plan in [p for p in plans if not p.skip]:
-            for seed in seeds:
-                folder = run_dir(root, plan.experiment, seed)
-                if finished_with(folder, overrides_of(plan, seed, extra), plan.experiment):
-                    plan.runs[seed], done = read_result(folder), done + 1
-        write_page(args.output, plans, seeds, extra, plan_only=False, done=done)
-        print(f"wrote {args.output} from {done} finished runs")
+        fill_finished(page, seeds, root, extra)
+        write_page(args.output, page, seeds, extra, plan_only=False)
+        print(f"wrote {args.output} from {sum(len(p.runs) for p in page)} finished runs")
         return 0
 
+    fill_finished([plan for plan in page if plan.experiment not in experiments], seeds, root, extra)
     print(f"{sum(0 if p.skip else len(seeds) for p in plans)} runs; the table: {args.output}", flush=True)
-    done = 0
-    write_page(args.output, plans, seeds, extra, plan_only=False, done=done)
+    write_page(args.output, page, seeds, extra, plan_only=False)
     for plan in plans:
         if plan.skip:
             print(f"  {plan.experiment}: skipped: {plan.skip}", flush=True)
             continue
         for seed in seeds:
             plan.runs[seed] = run_one(plan, seed, root, extra, args.force)
-            done += 1
-            write_page(args.output, plans, seeds, extra, plan_only=False, done=done)
+            write_page(args.output, page, seeds, extra, plan_only=False)
     print(f"wrote {args.output}")
     failed = sum(r.get("status") == "failed" for p in plans for r in p.runs.values())
     return 1 if failed else 0
