@@ -14,8 +14,9 @@ rewritten after every run, so a stopped reproduction keeps what finished; a run 
 holds a finished run with the same overrides and the same recipe file is reused (``--force`` reruns it).
 The default page (docs/results.md, and README's rows) lists every experiment whichever ones a call runs,
 the others filled from their finished runs, so long experiments can be run piecemeal (``--experiments``),
-each row saying how many of its seeds ran; ``--table-only`` writes the page from the finished runs alone. Runs that need data or
-hardware this machine lacks (CIFAR-10 files, a GPU, MNIST) are listed as skipped with the reason.
+each row saying how many of its seeds ran; ``--table-only`` writes the page from the finished runs alone.
+Runs that need data or hardware this machine lacks (CIFAR-10 files, a GPU, MNIST) are listed as skipped
+with the reason.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 DEFAULT_OUTPUT = ROOT / "docs" / "results.md"
 RECORD_FILE = "reproduce.json"  # per run dir: the command, its exit status and wall time
+LOOPS_PAGE = ROOT / "docs" / "tutorial_loops.md"  # scripts/tutorial_loops.py's records: the tutorials' own loops
+LOOP_OF = {"seed000_fashion_cnn": "seed000", "seed002_lenet": "seed002_lenet", "seed004_mlp": "seed004_mlp"}
 DEFAULT_MNIST_DIR = Path(os.environ.get("LITVISION_MNIST17K", ROOT.parent / "shared" / "data" / "mnist-17k"))
 
 TUTORIALS = [
@@ -409,6 +412,16 @@ def verdict(experiment: str, accs: list[float], walls: list[float], means: dict[
     return f"not reproduced: {low - mean:.2f} below the tutorial"
 
 
+def own_loops() -> dict[str, str]:
+    """Experiment -> the test accuracy of its tutorial's own loop run here (the latest full run recorded)."""
+    found = {}
+    for line in LOOPS_PAGE.read_text().splitlines() if LOOPS_PAGE.is_file() else []:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 8 and "cut short" not in cells[6]:
+            found[cells[0].strip("`")] = cells[3]
+    return {experiment: found[loop] for experiment, loop in LOOP_OF.items() if loop in found}
+
+
 def accuracy_text(accs: list[float]) -> str:
     return (
         f"{accs[0]:.2f} (1 seed)" if len(accs) == 1 else f"{statistics.mean(accs):.2f} ± {statistics.stdev(accs):.2f}"
@@ -432,16 +445,17 @@ def headline(plans: list[Plan], seeds: list[int]) -> list[str]:
         return accuracy_text([r["acc"] for r in done]) if done else "not run yet"
 
     by_name = {plan.experiment: plan for plan in plans}
+    loops = own_loops()
     lines = [
-        "| network | dataset | tutorial (%) | tutorial's recipe here | better recipe here |",
-        "| --- | --- | --- | --- | --- |",
+        "| network | dataset | tutorial (%) | tutorial's own loop here | tutorial's recipe here | better recipe here |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name in TUTORIALS:
         plan = by_name.get(name)
         if plan is None or name == "seed001_simple_cnn":  # that tutorial trains nothing
             continue
         lines.append(
-            f"| `{plan.network}` | {plan.dataset} | {TUTORIAL_ACC[name]} | {measured(plan)} | "
+            f"| `{plan.network}` | {plan.dataset} | {TUTORIAL_ACC[name]} | {loops.get(name, '—')} | {measured(plan)} | "
             f"{measured(by_name.get(f'{name}_better'))} |"
         )
     lines += ["", "| experiment | goal | here |", "| --- | --- | --- |"]
@@ -467,7 +481,7 @@ def write_readme_rows(readme: Path, plans: list[Plan], seeds: list[int]) -> None
     readme.write_text(head + start + block + "\n" + end + rest.split(end, 1)[1])
 
 
-def row(plan: Plan, seeds: list[int], plan_only: bool, means: dict[str, float]) -> list[str]:
+def row(plan: Plan, seeds: list[int], plan_only: bool, means: dict[str, float], loops: dict[str, str]) -> list[str]:
     base = plan.experiment.removesuffix("_better")
     reference = TUTORIAL_ACC.get(base, "—")
     default = "beat the tutorial" if plan.experiment.endswith("_better") else "—"
@@ -493,7 +507,10 @@ def row(plan: Plan, seeds: list[int], plan_only: bool, means: dict[str, float]) 
             parts.append(f"{missing} not run")
         status = "; ".join(parts)
     cells += [acc, "—" if plan_only else str(len(done)), "–".join(map(str, epochs)) or "—"]
-    cells += [seconds(statistics.mean(walls)) if walls else "—", verdict(plan.experiment, accs, walls, means)]
+    judged = verdict(plan.experiment, accs, walls, means)
+    if accs and plan.experiment in loops:
+        judged += f"; the tutorial's own loop here: {loops[plan.experiment]}"
+    cells += [seconds(statistics.mean(walls)) if walls else "—", judged]
     cells.append(status.replace("|", "\\|"))
     return cells
 
@@ -529,7 +546,8 @@ def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str]
     for plan in plans:
         if accs := [r["acc"] for r in finished(plan, seeds)]:
             means[plan.experiment] = statistics.mean(accs)
-    lines += ["| " + " | ".join(row(plan, seeds, plan_only, means)) + " |" for plan in plans]
+    loops = own_loops()
+    lines += ["| " + " | ".join(row(plan, seeds, plan_only, means, loops)) + " |" for plan in plans]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.tmp")
     partial.write_text("\n".join(lines) + "\n")

@@ -13,6 +13,9 @@ loss, its test pass, no Lightning and no litvision) on the same files the experi
 - ``seed002_lenet`` and ``seed004_mlp``: MNIST; on the 17,435-image subset they run the tutorial's number
   of optimizer steps (its epochs times its batches per epoch on 60,000 images), as the experiments do.
 
+``--fashion-dir`` and ``--mnist-dir`` name other copies of the files; ``--steps`` cuts each run short (a check
+that the loops run, not a measurement).
+
 ``--record`` appends a table (command, commit, machine, date) to the page it names.
 """
 
@@ -41,16 +44,27 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNIST_DIR = Path(os.environ.get("LITVISION_MNIST17K", ROOT.parent / "shared" / "data" / "mnist-17k"))
 
 
+class InputError(Exception):
+    """Missing or unreadable data files: one line for the user, exit status 2."""
+
+
 def read_idx(folder: Path, name: str) -> torch.Tensor:
     """One idx file (gzip or not) as a uint8 tensor: images N x 1 x H x W, labels N."""
     path = next((p for p in (folder / f"{name}.gz", folder / name) if p.exists()), None)
     if path is None:
-        sys.exit(f"error: {folder / name}(.gz) not found")
-    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
-    dims = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    data = torch.from_numpy(np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).copy())
-    return data.reshape(shape[0], 1, *shape[1:]) if dims == 3 else data.reshape(shape).long()
+        raise InputError(f"{folder / name}(.gz) not found")
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
+            raw = handle.read()
+        dims = raw[3]
+        if raw[:3] != b"\0\0\x08" or dims not in (1, 3):
+            raise ValueError("not an idx file of unsigned bytes")
+        shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+        data = torch.from_numpy(np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).copy())
+        return data.reshape(shape[0], 1, *shape[1:]) if dims == 3 else data.reshape(shape).long()
+    except (OSError, EOFError, IndexError, ValueError, RuntimeError) as err:
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{path}: unreadable ({why})") from None
 
 
 def load(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -103,7 +117,6 @@ class Tutorial:
     name: str
     dataset: str
     published: str
-    folder: Path
     make_net: callable
     optimizer: callable
     loss: callable
@@ -114,15 +127,15 @@ class Tutorial:
 
 TUTORIALS = {
     "seed000": Tutorial(
-        "seed000", "Fashion-MNIST", "90.18", FASHION_DIR, FashionNet,
+        "seed000", "Fashion-MNIST", "90.18", FashionNet,
         lambda p: torch.optim.Adam(p, lr=0.005), F.nll_loss, 256, 9, lambda x: x.float() / 255,
     ),
     "seed002_lenet": Tutorial(
-        "seed002_lenet", "MNIST", "98.49", MNIST_DIR, lenet,
+        "seed002_lenet", "MNIST", "98.49", lenet,
         lambda p: torch.optim.SGD(p, lr=0.5), F.cross_entropy, 100, 16, lambda x: x.float() / 255,
     ),
     "seed004_mlp": Tutorial(
-        "seed004_mlp", "MNIST", "97 (whole %)", MNIST_DIR, mlp,
+        "seed004_mlp", "MNIST", "97 (whole %)", mlp,
         lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.5), F.cross_entropy, 64, 10,
         lambda x: (x.float() / 255 - 0.1307) / 0.3081,
     ),
@@ -138,13 +151,13 @@ def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, scale, 
     return 100 * right / len(images)
 
 
-def run(tut: Tutorial, seed: int) -> dict:
-    data = load(tut.folder)
+def run(tut: Tutorial, seed: int, folder: Path, max_steps: int | None = None) -> dict:
+    data = load(folder)
     (train_x, train_y), (test_x, test_y) = data["train"], data["test"]
     torch.manual_seed(seed)
     net = tut.make_net()
     optimizer = tut.optimizer(net.parameters())
-    steps = tut.epochs * math.ceil(60000 / tut.batch_size)  # the tutorial's steps, on whatever training set
+    steps = min(full_steps(tut), max_steps or full_steps(tut))  # the tutorial's steps, on whatever training set
     start, done = time.perf_counter(), 0
     while done < steps:
         net.train()
@@ -169,11 +182,20 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
+def full_steps(tut: Tutorial) -> int:
+    """The tutorial's optimizer steps: its epochs times its batches per epoch on 60,000 images."""
+    return tut.epochs * math.ceil(60000 / tut.batch_size)
+
+
+def steps_text(tut: Tutorial, steps: int) -> str:
+    """The steps cell; a run cut short by ``--steps`` says so, and docs/results.md does not take its numbers."""
+    return f"{steps:,}" if steps == full_steps(tut) else f"{steps:,} of {full_steps(tut):,} (cut short)"
+
+
 def table(results: dict[str, list[dict]]) -> list[str]:
-    lines = [
-        "| tutorial | dataset (train images) | published (%) | its loop here, eval mode (%) | as written (%) | seeds | steps | each run (%) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    header = ["tutorial", "dataset (train images)", "published (%)", "its loop here, eval mode (%)", "as written (%)"]
+    header += ["seeds", "steps", "each run (%)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, runs in results.items():
         tut = TUTORIALS[name]
         written = [r["as_written"] for r in runs if "as_written" in r]
@@ -181,7 +203,7 @@ def table(results: dict[str, list[dict]]) -> list[str]:
         lines.append(
             f"| `{name}` | {tut.dataset} ({runs[0]['train_images']:,}) | {tut.published} | "
             f"{mean_std([r['eval'] for r in runs])} | {mean_std(written) if written else '—'} | "
-            f"{', '.join(str(r['seed']) for r in runs)} | {runs[0]['steps']:,} | {each} |"
+            f"{', '.join(str(r['seed']) for r in runs)} | {steps_text(tut, runs[0]['steps'])} | {each} |"
         )
     return lines
 
@@ -191,14 +213,17 @@ def record(page: Path, argv: list[str], lines: list[str]) -> None:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")] if cpuinfo.exists() else []
+    cpu = names[0].split(":", 1)[1].strip() if names else platform.processor()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     header = [
         "",
-        f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {git('rev-parse', '--short', 'HEAD')}{dirty}",
+        f"### {when}, commit {git('rev-parse', '--short', 'HEAD')}{dirty}",
         "",
         f"`python scripts/tutorial_loops.py {' '.join(argv)}`",
         "",
-        f"Machine: {cpu or platform.processor()} ({torch.get_num_threads()} threads), torch {torch.__version__}.",
+        f"Machine: {cpu} ({torch.get_num_threads()} threads), torch {torch.__version__}.",
         "",
     ]
     with page.open("a") as f:
@@ -211,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tutorials", default=",".join(TUTORIALS), help="comma-separated: " + ", ".join(TUTORIALS))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--record", type=Path, help="append the table to this markdown page")
+    parser.add_argument("--fashion-dir", type=Path, default=FASHION_DIR, help="Fashion-MNIST's idx files (gzip or not)")
+    parser.add_argument("--mnist-dir", type=Path, default=MNIST_DIR, help="MNIST's idx files (gzip or not)")
+    parser.add_argument("--steps", type=int, help="stop each run after this many optimizer steps (a quick check)")
     args = parser.parse_args(argv)
     names = args.tutorials.split(",")
     unknown = [n for n in names if n not in TUTORIALS]
@@ -220,12 +248,17 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         parser.error(f"--seeds {args.seeds!r}: give whole numbers separated by commas")
+    folders = {"Fashion-MNIST": args.fashion_dir, "MNIST": args.mnist_dir}
     results: dict[str, list[dict]] = {}
-    for name in names:
-        for seed in seeds:
-            result = run(TUTORIALS[name], seed)
-            print(f"{name} seed {seed}: {result}", flush=True)
-            results.setdefault(name, []).append(result)
+    try:
+        for name in names:
+            for seed in seeds:
+                result = run(TUTORIALS[name], seed, folders[TUTORIALS[name].dataset], args.steps)
+                print(f"{name} seed {seed}: {result}", flush=True)
+                results.setdefault(name, []).append(result)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     lines = table(results)
     print("\n".join(lines))
     if args.record:

@@ -168,8 +168,8 @@ class ImageClassifier(LightningModule):
 
     def eval_logits(self, images: torch.Tensor) -> torch.Tensor:
         """The logits validation, test and prediction use: with ``tta_flip``, the mean of the logits of
-        each image and of its mirror image (test-time augmentation, for data whose mirror images keep
-        their class, like photos or clothes; not digits)."""
+        each image and of its mirror image (test-time augmentation: for a net trained on mirror images,
+        ``data.augment.flip``, of data whose mirror images keep their class, like photos or clothes)."""
         logits = self(images)
         if self.hparams.tta_flip:
             logits = (logits + self(images.flip(-1))) / 2
