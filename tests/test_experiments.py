@@ -137,11 +137,12 @@ def test_results_page_is_the_script_s(tmp_path):
 
 
 def test_verdicts_and_readme_rows_follow_the_measured_seeds(tmp_path, monkeypatch):
-    import reproduce
+    import reproduce_page
     import tutorial_loops
+    from reproduce_runs import Plan
 
-    def plan(name: str, accs: list[float], wall: float = 60.0) -> reproduce.Plan:
-        made = reproduce.Plan(name, dataset="Fashion-MNIST", network="fashion_cnn")
+    def plan(name: str, accs: list[float], wall: float = 60.0) -> Plan:
+        made = Plan(name, dataset="Fashion-MNIST", network="fashion_cnn")
         made.runs = {seed: {"status": "ok", "acc": acc, "wall_s": wall} for seed, acc in enumerate(accs)}
         return made
 
@@ -152,7 +153,7 @@ def test_verdicts_and_readme_rows_follow_the_measured_seeds(tmp_path, monkeypatc
         plan("fashion_mnist_speedrun", [92.1, 92.3, 92.2], wall=95.0),
     ]
     means = {p.experiment: sum(r["acc"] for r in p.runs.values()) / 3 for p in plans}
-    verdicts = [reproduce.verdict(p.experiment, [r["acc"] for r in p.runs.values()], [95.0], means) for p in plans]
+    verdicts = [reproduce_page.verdict(p.experiment, [r["acc"] for r in p.runs.values()], [95.0], means) for p in plans]
     assert verdicts[0] == "reproduced: within one std of the tutorial"  # 90.07 + 0.21 >= 90.18
     assert verdicts[1] == "beats the tutorial by +0.92; +1.03 over its recipe here"
     assert verdicts[2] == "reproduced: at or above the tutorial"  # "97%" printed whole: 96.5 and up count
@@ -162,13 +163,13 @@ def test_verdicts_and_readme_rows_follow_the_measured_seeds(tmp_path, monkeypatc
     run = {"seed": 0, "train_images": 60000, "steps": 2115, "as_written": 89.2}
     loops = tutorial_loops.table({"seed000": [{**run, "eval": 89.2}, {**run, "seed": 1, "eval": 89.3}]})
     loops += tutorial_loops.table({"seed000": [{**run, "steps": 40, "eval": 12.0}]})
-    monkeypatch.setattr(reproduce, "LOOPS_PAGE", tmp_path / "loops.md")
-    reproduce.LOOPS_PAGE.write_text("\n".join(loops) + "\n")
-    assert reproduce.own_loops() == {"seed000_fashion_cnn": "89.25 ± 0.07"}
+    monkeypatch.setattr(reproduce_page, "LOOPS_PAGE", tmp_path / "loops.md")
+    reproduce_page.LOOPS_PAGE.write_text("\n".join(loops) + "\n")
+    assert reproduce_page.own_loops() == {"seed000_fashion_cnn": "89.25 ± 0.07"}
 
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold rows\n<!-- results:end -->\nrest\n")
-    reproduce.write_readme_rows(readme, plans, [0, 1, 2])
+    reproduce_page.write_readme_rows(readme, plans, [0, 1, 2])
     text = readme.read_text()
     assert text.startswith("intro\n<!-- results:start -->\n") and text.endswith("<!-- results:end -->\nrest\n")
     assert "old rows" not in text
