@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,12 +118,12 @@ class Tutorial:
     name: str
     dataset: str
     published: str
-    make_net: callable
-    optimizer: callable
-    loss: callable
-    batch_size: int
+    make_net: Callable[[], nn.Module]
+    optimizer: Callable[..., torch.optim.Optimizer]
+    loss: Callable[..., torch.Tensor]
+    batch_size: int  # for training and for the test pass as written
     epochs: int  # of the tutorial's 60,000 training images
-    scale: callable  # uint8 batch -> the float input the tutorial trains on
+    scale: Callable[[torch.Tensor], torch.Tensor]  # uint8 batch -> the float input the tutorial trains on
 
 
 TUTORIALS = {
@@ -142,12 +143,13 @@ TUTORIALS = {
 }  # fmt: skip
 
 
-def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, scale, train_mode: bool) -> float:
+def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, scale, train_mode: bool, batch: int) -> float:
+    """Test accuracy in %, in batches of ``batch`` (in train mode, BatchNorm uses each batch's statistics)."""
     net.train(train_mode)
     right = 0
     with torch.no_grad():
-        for i in range(0, len(images), 1000):
-            right += (net(scale(images[i : i + 1000])).argmax(1) == labels[i : i + 1000]).sum().item()
+        for i in range(0, len(images), batch):
+            right += (net(scale(images[i : i + batch])).argmax(1) == labels[i : i + batch]).sum().item()
     return 100 * right / len(images)
 
 
@@ -172,9 +174,9 @@ def run(tut: Tutorial, seed: int, folder: Path, max_steps: int | None = None) ->
             if done == steps:
                 break
     result = {"seed": seed, "train_images": len(train_x), "steps": steps, "seconds": time.perf_counter() - start}
-    if tut.name == "seed000":  # the tutorial's test: train mode on raw pixels (on a copy: it moves the BN stats)
-        result["as_written"] = accuracy(copy.deepcopy(net), test_x, test_y, lambda x: x.float(), True)
-    result["eval"] = accuracy(net, test_x, test_y, tut.scale, False)
+    if tut.name == "seed000":  # its test: train mode on raw pixels in its batches (a copy: it moves the BN stats)
+        result["as_written"] = accuracy(copy.deepcopy(net), test_x, test_y, lambda x: x.float(), True, tut.batch_size)
+    result["eval"] = accuracy(net, test_x, test_y, tut.scale, False, 1000)
     return result
 
 
