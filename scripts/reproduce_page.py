@@ -195,7 +195,7 @@ def headline(plans: list[Plan], seeds: list[int]) -> list[str]:
     by_name = {plan.experiment: plan for plan in plans}
     loops = own_loops()
     lines = [
-        "| network | dataset | tutorial (%) | tutorial's own loop here | tutorial's recipe here | better recipe here |",
+        "| network | dataset | tutorial (%) | own loop here | tutorial's recipe here | better recipe here |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name in TUTORIALS:
