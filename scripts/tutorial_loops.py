@@ -26,9 +26,7 @@ import copy
 import gzip
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -211,21 +209,16 @@ def table(results: dict[str, list[dict]]) -> list[str]:
 
 
 def record(page: Path, argv: list[str], lines: list[str]) -> None:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    """Append ``lines`` to ``page`` under a heading with the date, the commit, the command and the machine."""
+    from reproduce_page import commit, machine  # the results page's own description of the commit and the machine
 
-    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")] if cpuinfo.exists() else []
-    cpu = names[0].split(":", 1)[1].strip() if names else platform.processor()
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     header = [
         "",
-        f"### {when}, commit {git('rev-parse', '--short', 'HEAD')}{dirty}",
+        f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit()}",
         "",
         f"`python scripts/tutorial_loops.py {' '.join(argv)}`",
         "",
-        f"Machine: {cpu} ({torch.get_num_threads()} threads), torch {torch.__version__}.",
+        f"Machine: {machine()}, torch {torch.__version__}.",
         "",
     ]
     with page.open("a") as f:
