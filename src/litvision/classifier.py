@@ -28,6 +28,11 @@ TRAIN_TOTALS_KEY = "litvision_train_epoch_totals"  # checkpoint key of the runni
 INIT_LOADED_KEY = "litvision_init_from_loaded"
 
 
+def mirror_mean(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """The mean of ``forward``'s logits for the images and for their mirror images (flip test-time augmentation)."""
+    return (forward(images) + forward(images.flip(-1))) / 2
+
+
 class EpochTotals:
     """One stage's loss sum and right answers over an epoch, added up on the device: no host sync per step."""
 
@@ -170,10 +175,7 @@ class ImageClassifier(LightningModule):
         """The logits validation, test and prediction use: with ``tta_flip``, the mean of the logits of
         each image and of its mirror image (test-time augmentation: for a net trained on mirror images,
         ``data.augment.flip``, of data whose mirror images keep their class, like photos or clothes)."""
-        logits = self(images)
-        if self.hparams.tta_flip:
-            logits = (logits + self(images.flip(-1))) / 2
-        return logits
+        return mirror_mean(self, images) if self.hparams.tta_flip else self(images)
 
     def _shared_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch

@@ -25,7 +25,7 @@ from torch import nn
 
 from litvision.callbacks.render import image_grid, save_png
 from litvision.checkpoint import read_checkpoint, saved_configs
-from litvision.classifier import ImageClassifier
+from litvision.classifier import ImageClassifier, mirror_mean
 from litvision.data.images import IMAGE_SUFFIXES, read_image
 from litvision.errors import DataError, LitvisionError
 
@@ -52,10 +52,7 @@ class ProbabilityModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() / 255.0 - self.mean) / self.std
-        logits = self.net(x)
-        if self.tta_flip:
-            logits = (logits + self.net(x.flip(-1))) / 2
-        return logits.softmax(dim=1)
+        return (mirror_mean(self.net, x) if self.tta_flip else self.net(x)).softmax(dim=1)
 
 
 def load_classifier(checkpoint: dict) -> ImageClassifier:
@@ -77,8 +74,7 @@ def probability_model(checkpoint: dict) -> tuple[ProbabilityModel, dict]:
     _, data_config = saved_configs(checkpoint)
     model = load_classifier(checkpoint)
     net = model.net.to(memory_format=torch.contiguous_format)
-    tta_flip = bool(model.hparams.get("tta_flip", False))
-    return ProbabilityModel(net, data_config["mean"], data_config["std"], tta_flip).eval(), data_config
+    return ProbabilityModel(net, data_config["mean"], data_config["std"], model.hparams.tta_flip).eval(), data_config
 
 
 def expand_inputs(inputs: str | Iterable[str]) -> list[Path]:
