@@ -25,6 +25,7 @@ from benchmark_ways import Result, device_of, run_ways
 from litvision.cli import check_group_overrides, run_task
 from litvision.data.datasets import DATASETS
 from litvision.data.synthetic import is_synthetic
+from machine_info import machine
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,9 @@ def record(page: Path, table: str) -> None:
     if changed:
         commit += " (with uncommitted changes)"
     command = "python scripts/benchmark.py " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
-    cpu = _cpu_name()
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     entry = (
-        f"\n### {when}, commit {commit}\n\n`{command}`\n\nMachine: {cpu}, {platform.system()} "
+        f"\n### {when}, commit {commit}\n\n`{command}`\n\nMachine: {machine()}, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}.\n\n{table}"
     )
     with page.open("a", encoding="utf-8") as handle:
@@ -110,16 +110,6 @@ def _git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return f"{platform.processor() or 'CPU'} ({torch.get_num_threads()} threads)"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="benchmark")

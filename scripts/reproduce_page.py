@@ -4,13 +4,13 @@ against the tutorials' numbers and the goals, and the tutorials' own loops as th
 from __future__ import annotations
 
 import os
-import platform
 import re
 import statistics
 import subprocess
 from datetime import date
 from pathlib import Path
 
+from machine_info import machine
 from reproduce_runs import ROOT, Plan
 
 DEFAULT_OUTPUT = ROOT / "docs" / "results.md"
@@ -85,23 +85,6 @@ README), every experiment on it: those a call does not run come from their finis
   tutorial's number is off: [tutorial_loops.md](tutorial_loops.md).
 - A run that needs what the machine lacks (CIFAR-10 files, a GPU, MNIST) is listed as skipped, with why.
 """
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} threads (torch uses {torch.get_num_threads()})"
-    if torch.cuda.is_available():
-        text += f", GPU: {torch.cuda.get_device_name(0)}"
-    return text
 
 
 def commit() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -147,8 +148,12 @@ def read_result(folder: Path) -> dict:
 
 
 def recipe_hash(experiment: str) -> str:
-    """A digest of conf/experiment/<experiment>.yaml: a run of an edited recipe is not reused."""
-    return hashlib.sha256((CONF_DIR / "experiment" / f"{experiment}.yaml").read_bytes()).hexdigest()[:16]
+    """A digest of what conf/experiment/<experiment>.yaml sets: a run of an edited recipe is not reused.
+
+    The parsed settings, not the file's bytes, so that a comment (or layout) edit keeps the runs.
+    """
+    settings = yaml.safe_load((CONF_DIR / "experiment" / f"{experiment}.yaml").read_text())
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def flat(value, prefix: str = "") -> dict:

@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reproduce_page import LOOP_OF, TUTORIAL_ACC, commit, machine
+from machine_info import machine
+from reproduce_page import LOOP_OF, TUTORIAL_ACC, commit
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

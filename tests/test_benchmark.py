@@ -26,10 +26,16 @@ def test_benchmark_script_prints_and_saves_the_three_way_table(tmp_path):
         "turn_batches=2",
         f"paths.root_dir={tmp_path}",
         f"hydra.run.dir={run_dir}",
+        f"record_to={tmp_path / 'performance.md'}",
         *QUIET,
     )
     table = (run_dir / "benchmark.md").read_text()
     assert table.strip() in result.stdout
+    # record_to appends the run: when, the commit, the command, the machine, then the table.
+    page = (tmp_path / "performance.md").read_text()
+    assert page.startswith("\n### ") and ", commit " in page.splitlines()[1] and table.strip() in page
+    assert "`python scripts/benchmark.py model=small_cnn data=cifar10 " in page
+    assert "Machine: " in page and "threads (torch uses " in page
     assert "SYNTHETIC" in table.splitlines()[0] and "take turns every 2 training batches" in table.splitlines()[0]
     accuracies = {}
     for way in ("(a) litvision Trainer.fit", "(b) plain PyTorch loop", "(c) torchvision Dataset + DataLoader"):
@@ -44,6 +50,21 @@ def test_benchmark_script_prints_and_saves_the_three_way_table(tmp_path):
     # Trainer.fit and the bare loop over the same tensors train the same net, batch for batch, with
     # the same random crops and flips.
     assert accuracies["(a)"] == pytest.approx(accuracies["(b)"], abs=0.005)
+
+
+def test_records_name_the_cpu_with_its_vector_instructions(tmp_path):
+    from machine_info import cpu
+
+    flags = "fpu sse2 avx avx2 avx512f avx512_bf16"
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        f"processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+        f"flags\t\t: {flags}\n\nprocessor\t: 1\nmodel name\t: another\nflags\t\t: sse2\n\n"
+    )
+    assert cpu(cpuinfo) == "AMD EPYC (family 25 model 17; AVX2, AVX-512, AVX512-BF16)"
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: sse2 avx2\n")
+    assert cpu(cpuinfo) == "AMD EPYC (family 25 model 1; AVX2)"
+    assert cpu(tmp_path / "missing")  # no /proc/cpuinfo (macOS): the platform's own name
 
 
 def test_random_streams_of_ways_taking_turns_do_not_mix():

@@ -136,6 +136,21 @@ def test_results_page_is_the_script_s(tmp_path):
         _table_row(page, experiment)
 
 
+def test_a_recipe_s_digest_follows_its_settings_not_its_comments(tmp_path, monkeypatch):
+    """A finished run is reused while its recipe sets the same values; a comment edit keeps it, a value edit not."""
+    import reproduce_runs
+
+    monkeypatch.setattr(reproduce_runs, "CONF_DIR", tmp_path)
+    recipe = tmp_path / "experiment" / "mine.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text("# @package _global_\n# 5 epochs\ntrainer:\n  max_epochs: 5\nseed: 1\n")
+    before = reproduce_runs.recipe_hash("mine")
+    recipe.write_text("# @package _global_\n# five epochs, reworded\nseed: 1   # the seed\ntrainer: {max_epochs: 5}\n")
+    assert reproduce_runs.recipe_hash("mine") == before
+    recipe.write_text("# @package _global_\ntrainer:\n  max_epochs: 6\nseed: 1\n")
+    assert reproduce_runs.recipe_hash("mine") != before
+
+
 def test_verdicts_and_readme_rows_follow_the_measured_seeds(tmp_path, monkeypatch):
     import reproduce_page
     import tutorial_loops

@@ -1,10 +1,11 @@
 """The dashboards' pictures: image grids and confusion matrices (Pillow), learning curves (matplotlib).
 
 The pictures drawn during training (grids, confusion matrices) are drawn with Pillow straight into
-(H, W, 3) uint8 arrays, ten times faster than through matplotlib. The learning curves, drawn once
-at the end, are ``matplotlib.figure.Figure`` objects drawn by the Agg canvas directly, never through
-pyplot: no GUI backend is picked, no global state changes in the caller's process, and nothing has
-to be closed. Inputs are numpy arrays, so ``scripts/plot.py`` needs no torch.
+(H, W, 3) uint8 arrays: ``torchvision.utils.make_grid`` tiles images but writes no captions and frames
+no mistakes, and matplotlib takes many times longer for a picture drawn every few epochs. The learning
+curves, drawn once at the end, are ``matplotlib.figure.Figure`` objects drawn by the Agg canvas
+directly, never through pyplot: no GUI backend is picked, no global state changes in the caller's
+process, and nothing has to be closed. Inputs are numpy arrays, so ``scripts/plot.py`` needs no torch.
 """
 
 from __future__ import annotations
