@@ -84,6 +84,9 @@ README), every experiment on it: those a call does not run come from their finis
   PyTorch, run here on the same files by `scripts/tutorial_loops.py`, tells whether the template or the
   tutorial's number is off: [tutorial_loops.md](tutorial_loops.md).
 - A run that needs what the machine lacks (CIFAR-10 files, a GPU, MNIST) is listed as skipped, with why.
+- **Wall times depend on the CPU** (the line below names its vector instructions): the speedrun and best
+  recipes train in `bf16-mixed`, faster than float32 only on CPUs with bfloat16 instructions
+  (AVX512-BF16 or AMX) or on a GPU; elsewhere run them with `trainer.precision=32-true`.
 """
 
 
