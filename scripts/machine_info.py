@@ -10,15 +10,16 @@ import os
 import platform
 from pathlib import Path
 
-CPUINFO = Path("/proc/cpuinfo")
+from litvision.cpu import cpu_fields
+
 # /proc/cpuinfo flags worth naming, in order: each changes how fast torch's CPU kernels (and bfloat16) run.
 VECTOR_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}
 
 
-def cpu(cpuinfo: Path = CPUINFO) -> str:
+def cpu(cpuinfo: Path | None = None) -> str:
     """The CPU's name, family and model, and vector instruction sets, e.g.
     ``AMD EPYC (family 25 model 17; AVX2, AVX-512, AVX512-BF16)``."""
-    fields = _first_processor(cpuinfo)
+    fields = cpu_fields(cpuinfo)
     name = fields.get("model name") or platform.processor() or platform.machine() or "CPU"
     details = []
     if "cpu family" in fields:
@@ -37,20 +38,3 @@ def machine() -> str:
     if torch.cuda.is_available():
         text += f", GPU: {torch.cuda.get_device_name(0)}"
     return text
-
-
-def _first_processor(cpuinfo: Path) -> dict[str, str]:
-    """The fields of the first processor in ``cpuinfo`` (empty where there is none, as on macOS)."""
-    fields: dict[str, str] = {}
-    try:
-        lines = cpuinfo.read_text().splitlines()
-    except OSError:
-        return fields
-    for line in lines:
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return fields

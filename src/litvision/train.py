@@ -9,6 +9,7 @@ import lightning as L
 from omegaconf import DictConfig, open_dict
 
 from litvision.checkpoint import check_resumable, read_checkpoint
+from litvision.cpu import warn_if_bfloat16_is_emulated
 from litvision.instantiate import build, build_each, plain
 from litvision.options import check_trainer_options
 from litvision.sweeps.records import scalars, write_metrics
@@ -35,6 +36,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = build_each(cfg.get("logger"), "logger")
     check_trainer_options(cfg.trainer)
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    warn_if_bfloat16_is_emulated(trainer)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = scalars(trainer.callback_metrics)

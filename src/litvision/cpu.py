@@ -1,0 +1,60 @@
+"""What the CPU says about itself (/proc/cpuinfo), where it changes how to train on it: bfloat16.
+
+``trainer.precision=bf16-mixed`` runs a CPU's convolutions faster than float32 only where the CPU
+computes bfloat16 itself (AVX512-BF16 or AMX); elsewhere torch emulates it, and a step takes many times
+as long as in float32. A run that asks for it there gets a warning naming the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lightning import Trainer
+from lightning.pytorch.accelerators import CPUAccelerator
+
+log = logging.getLogger(__name__)
+
+CPUINFO = Path("/proc/cpuinfo")
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 flags of native bfloat16 arithmetic
+
+
+def cpu_fields(cpuinfo: Path | None = None) -> dict[str, str]:
+    """The fields of the first processor in ``cpuinfo`` (/proc/cpuinfo): "model name", "flags", ...; empty
+    where there is no such file."""
+    fields: dict[str, str] = {}
+    try:
+        lines = (cpuinfo or CPUINFO).read_text().splitlines()
+    except OSError:
+        return fields
+    for line in lines:
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def has_bfloat16_instructions(cpuinfo: Path | None = None) -> bool | None:
+    """Whether the CPU computes bfloat16 natively; None where it lists no x86 flags (not Linux, not x86)."""
+    flags = cpu_fields(cpuinfo).get("flags")
+    if flags is None:
+        return None
+    return any(flag in flags.split() for flag in BFLOAT16_FLAGS)
+
+
+def warn_if_bfloat16_is_emulated(trainer: Trainer, cpuinfo: Path | None = None) -> bool:
+    """Log a warning (and return True) when ``trainer`` trains in bfloat16 on a CPU that emulates it."""
+    precision = str(trainer.precision)
+    if not precision.startswith("bf16") or not isinstance(trainer.accelerator, CPUAccelerator):
+        return False
+    if has_bfloat16_instructions(cpuinfo) is not False:
+        return False
+    log.warning(
+        "trainer.precision=%s on a CPU without bfloat16 instructions (AVX512-BF16 or AMX): torch emulates "
+        "them, and a step takes many times as long as with trainer.precision=32-true",
+        precision,
+    )
+    return True

@@ -1,0 +1,68 @@
+"""litvision.cpu: what /proc/cpuinfo says about bfloat16, and the warning for a CPU that emulates it."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from lightning import Trainer
+
+import litvision.cpu
+from conftest import QUIET, compose_train
+from litvision.cpu import has_bfloat16_instructions, warn_if_bfloat16_is_emulated
+from litvision.train import train
+
+WARNING = "on a CPU without bfloat16 instructions (AVX512-BF16 or AMX)"
+
+
+def _cpuinfo(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def cpuinfos(tmp_path):
+    """cpuinfo files in the kernel's format: two processors (the first counts), and an ARM one."""
+    second = "\nprocessor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\n"
+    return {
+        "native": _cpuinfo(
+            tmp_path, "zen4", "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+        ),
+        "amx": _cpuinfo(tmp_path, "spr", "processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n"),
+        "emulated": _cpuinfo(
+            tmp_path, "zen3", "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2\n" + second
+        ),
+        "arm": _cpuinfo(tmp_path, "arm", "processor\t: 0\nFeatures\t: fp asimd evtstrm\nCPU part\t: 0xd0c\n"),
+    }
+
+
+def test_cpuinfo_tells_whether_bfloat16_is_native(cpuinfos, tmp_path):
+    assert has_bfloat16_instructions(cpuinfos["native"]) is True
+    assert has_bfloat16_instructions(cpuinfos["amx"]) is True
+    assert has_bfloat16_instructions(cpuinfos["emulated"]) is False  # the second processor does not count
+    assert has_bfloat16_instructions(cpuinfos["arm"]) is None  # no x86 flags: unknown, no warning
+    assert has_bfloat16_instructions(tmp_path / "missing") is None  # no /proc/cpuinfo (macOS)
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true", "32-true"])
+def test_a_cpu_trainer_in_bfloat16_warns_only_where_the_cpu_emulates_it(cpuinfos, precision, caplog):
+    trainer = Trainer(accelerator="cpu", precision=precision, logger=False, enable_checkpointing=False)
+    with caplog.at_level(logging.WARNING, logger="litvision.cpu"):
+        assert not warn_if_bfloat16_is_emulated(trainer, cpuinfos["native"])
+        assert not warn_if_bfloat16_is_emulated(trainer, cpuinfos["arm"])
+        assert WARNING not in caplog.text
+        warned = warn_if_bfloat16_is_emulated(trainer, cpuinfos["emulated"])
+    assert warned == precision.startswith("bf16")
+    assert (f"trainer.precision={precision} {WARNING}" in caplog.text) == warned
+    assert ("trainer.precision=32-true" in caplog.text) == warned  # the fix, named
+
+
+def test_a_bf16_training_run_on_such_a_cpu_warns_and_still_runs(cpuinfos, tiny_data_dir, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(litvision.cpu, "CPUINFO", cpuinfos["emulated"])
+    overrides = ["data=mnist", "model=mlp", "debug=fdr", "trainer.precision=bf16-mixed", "logger=none"]
+    cfg = compose_train([f"data.data_dir={tiny_data_dir}", "data.val_size=100", *QUIET, *overrides], tmp_path)
+    with caplog.at_level(logging.WARNING, logger="litvision.cpu"):
+        metrics = train(cfg)
+    assert f"trainer.precision=bf16-mixed {WARNING}" in caplog.text
+    assert "test/acc" in metrics
