@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 from benchmark_meters import MemoryMeter, RandomStream
+from litvision.cpu import warn_if_bfloat16_is_emulated
 from litvision.data.datasets import DATASETS
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.errors import LitvisionError
@@ -202,6 +203,7 @@ def run_trainer(cfg: DictConfig, device: torch.device, others: list[LoopWay], me
     trainer = build(
         cfg.trainer, "trainer", callbacks=callbacks, logger=build_each(cfg.get("logger"), "logger") or False
     )
+    warn_if_bfloat16_is_emulated(trainer)
     trainer.fit(model, datamodule=datamodule)
     metrics = trainer.callback_metrics
     return Result(

@@ -10,7 +10,7 @@ import os
 import platform
 from pathlib import Path
 
-from litvision.cpu import cpu_fields
+from litvision.cpu import cpu_fields, cpu_flags
 
 # /proc/cpuinfo flags worth naming, in order: each changes how fast torch's CPU kernels (and bfloat16) run.
 VECTOR_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}
@@ -19,13 +19,12 @@ VECTOR_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF1
 def cpu(cpuinfo: Path | None = None) -> str:
     """The CPU's name, family and model, and vector instruction sets, e.g.
     ``AMD EPYC (family 25 model 17; AVX2, AVX-512, AVX512-BF16)``."""
-    fields = cpu_fields(cpuinfo)
+    fields, flags = cpu_fields(cpuinfo), cpu_flags(cpuinfo)
     name = fields.get("model name") or platform.processor() or platform.machine() or "CPU"
     details = []
     if "cpu family" in fields:
         details.append(f"family {fields['cpu family']} model {fields.get('model', '?')}")
-    if "flags" in fields:
-        flags = set(fields["flags"].split())
+    if flags is not None:
         details.append(", ".join(label for flag, label in VECTOR_FLAGS.items() if flag in flags) or "no AVX2")
     return f"{name} ({'; '.join(details)})" if details else name
 

@@ -16,7 +16,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 log = logging.getLogger(__name__)
 
 CPUINFO = Path("/proc/cpuinfo")
-BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 flags of native bfloat16 arithmetic
+BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}  # x86 flags of native bfloat16 arithmetic
 
 
 def cpu_fields(cpuinfo: Path | None = None) -> dict[str, str]:
@@ -37,12 +37,16 @@ def cpu_fields(cpuinfo: Path | None = None) -> dict[str, str]:
     return fields
 
 
-def has_bfloat16_instructions(cpuinfo: Path | None = None) -> bool | None:
-    """Whether the CPU computes bfloat16 natively; None where it lists no x86 flags (not Linux, not x86)."""
+def cpu_flags(cpuinfo: Path | None = None) -> set[str] | None:
+    """The CPU's x86 feature flags ("avx2", "avx512_bf16", ...); None where it lists none (not Linux, not x86)."""
     flags = cpu_fields(cpuinfo).get("flags")
-    if flags is None:
-        return None
-    return any(flag in flags.split() for flag in BFLOAT16_FLAGS)
+    return None if flags is None else set(flags.split())
+
+
+def has_bfloat16_instructions(cpuinfo: Path | None = None) -> bool | None:
+    """Whether the CPU computes bfloat16 natively; None where that is unknown (no x86 flags listed)."""
+    flags = cpu_flags(cpuinfo)
+    return None if flags is None else bool(flags & BFLOAT16_FLAGS)
 
 
 def warn_if_bfloat16_is_emulated(trainer: Trainer, cpuinfo: Path | None = None) -> bool:
