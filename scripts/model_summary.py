@@ -12,11 +12,12 @@ import hydra
 from omegaconf import DictConfig
 
 from litvision.cli import check_group_overrides, run_task
-from litvision.model_summary import summarize
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from litvision.model_summary import summarize  # here: --help, --cfg and config errors answer without loading torch
+
     return run_task(summarize, cfg)
 
 

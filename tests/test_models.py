@@ -58,8 +58,12 @@ def parameter_count(net: torch.nn.Module) -> int:
 @pytest.mark.parametrize("model", MODELS)
 def test_forward_and_backward_on_every_dataset(model, dataset, tmp_path, image_folder):
     torch.manual_seed(0)
-    # The defaults: what `model=<name>` trains.
-    net, shape = build_net(tmp_path, model, dataset, *data_overrides(dataset, image_folder))
+    # The defaults: what `model=<name>` trains, sized by the data config (once, in the model base).
+    cfg = compose_train([f"model={model}", f"data={dataset}", *data_overrides(dataset, image_folder)], tmp_path)
+    sizes = ("in_channels", "image_size", "num_classes")
+    assert [cfg.model.net[key] for key in sizes] == [cfg.data[key] for key in sizes]
+    net = build(cfg.model.net, "model.net")
+    shape = (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
     logits = net(torch.randn(2, *shape))
     assert logits.shape == (2, NUM_CLASSES)
     assert torch.isfinite(logits).all()
@@ -125,9 +129,15 @@ def test_one_epoch_fit_on_tiny_data(model, tiny_data_dir, image_folder, tmp_path
     assert "val/acc" in metrics
 
 
-def accepted_sizes_message(model: str, image_size: int, tmp_path) -> str | None:
+def net_at(cfg, image_size: int) -> torch.nn.Module:
+    """The net of ``cfg`` for ``data.image_size=<image_size>`` (its size keys interpolate the data config)."""
+    cfg.data.image_size = image_size
+    return build(cfg.model.net, "model.net")
+
+
+def accepted_sizes_message(cfg, image_size: int) -> str | None:
     try:
-        build_net(tmp_path, model, "mnist", *SMALL_VARIANTS.get(model, []), f"data.image_size={image_size}")
+        net_at(cfg, image_size)
     except ModelConfigError as err:
         return str(err)
     return None
@@ -135,16 +145,15 @@ def accepted_sizes_message(model: str, image_size: int, tmp_path) -> str | None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_a_too_small_image_fails_at_construction_naming_the_smallest_size(model, tmp_path):
-    message = accepted_sizes_message(model, 2, tmp_path)
-    if message is None:  # the net takes 2x2 images: then they must really go through it
-        net, shape = build_net(tmp_path, model, "mnist", *SMALL_VARIANTS.get(model, []), "data.image_size=2")
-        assert net.eval()(torch.zeros(1, *shape)).shape == (1, NUM_CLASSES)
-        return
-    smallest = int(re.search(r"at least (\d+)x\1", message).group(1))
-    assert model in message and "got 2x2" in message
-    assert accepted_sizes_message(model, smallest - 1, tmp_path) is not None
-    net, shape = build_net(tmp_path, model, "mnist", *SMALL_VARIANTS.get(model, []), f"data.image_size={smallest}")
-    assert net.eval()(torch.zeros(1, *shape)).shape == (1, NUM_CLASSES)
+    cfg = compose_train([f"model={model}", "data=mnist", *SMALL_VARIANTS.get(model, [])], tmp_path)
+    message = accepted_sizes_message(cfg, 2)
+    smallest = 2 if message is None else int(re.search(r"at least (\d+)x\1", message).group(1))
+    if message is not None:
+        assert model in message and "got 2x2" in message
+        assert accepted_sizes_message(cfg, smallest - 1) is not None
+    # The smallest size it accepts really goes through it (2x2 for a net that takes any size).
+    net = net_at(cfg, smallest)
+    assert net.eval()(torch.zeros(1, cfg.data.in_channels, smallest, smallest)).shape == (1, NUM_CLASSES)
 
 
 def test_too_small_image_is_one_line_at_the_command_line():

@@ -9,11 +9,14 @@ from litvision.train import train
 
 
 @pytest.mark.slow
-def test_default_model_one_epoch_on_fashion_mnist(tmp_path):
+def test_default_model_learns_fashion_mnist_in_half_an_epoch(tmp_path):
     require_real_data(DEBIAN_FASHION_MNIST, "apt-get install dataset-fashion-mnist")
-    cfg = compose_train(["trainer.max_epochs=1", f"data.data_dir={tmp_path / 'data'}", *QUIET], tmp_path)
-    metrics = train(cfg)
-    assert metrics["test/acc"] >= 0.85, metrics
+    # Half of the first epoch's batches (its one-cycle schedule planned over them), tested on all 10,000
+    # test images: 83.9% here. A data path or schedule that trains wrongly stays far below; the README's
+    # default run (all epochs) is checked from a fresh clone.
+    overrides = ["trainer.max_epochs=1", "trainer.limit_train_batches=0.5", f"data.data_dir={tmp_path / 'data'}"]
+    metrics = train(compose_train([*overrides, *QUIET], tmp_path))
+    assert metrics["test/acc"] >= 0.80, metrics
 
 
 @pytest.mark.slow

@@ -15,7 +15,6 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from litvision.callbacks.interruption import find_stop
 from litvision.errors import LitvisionError
 from litvision.runtime import apply_runtime
 
@@ -37,6 +36,9 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except (KeyboardInterrupt, SystemExit, Exception) as err:
+        # Imported here, where the task has loaded Lightning: the scripts' config errors answer without it.
+        from litvision.callbacks.interruption import find_stop
+
         stopped = find_stop(err)
         if stopped is not None:
             sys.exit(stopped.exit_code)

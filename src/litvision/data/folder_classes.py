@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 from litvision.errors import DataError
 
@@ -54,7 +54,10 @@ def register_resolvers() -> None:
     """
     resolvers = {
         "litvision.folder_classes": lambda data_dir: _resolve_or_none(lambda d: len(folder_class_names(d)), data_dir),
-        "litvision.folder_class_names": lambda data_dir: _resolve_or_none(folder_class_names, data_dir),
+        # A ListConfig, not a list: OmegaConf.resolve (``--cfg job --resolve``) refuses a plain list in a value.
+        "litvision.folder_class_names": lambda data_dir: _resolve_or_none(
+            lambda d: ListConfig(folder_class_names(d)), data_dir
+        ),
     }
     for name, resolver in resolvers.items():
         OmegaConf.register_new_resolver(name, resolver, replace=True)
