@@ -125,3 +125,9 @@ def require_real_data(path: Path, how: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: with ``--dist worksteal`` (addopts) the long ones start early on every worker, and
+    the fast ones fill the gaps, so that no worker is left alone with a long test at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
