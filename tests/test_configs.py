@@ -1,4 +1,5 @@
-"""Every option of every config group composes; every model instantiates on every dataset."""
+"""The configs: every option of every group composes (every model on every dataset: tests/test_models.py), the
+bases, the local group, the missing extras, and a config printed without loading torch."""
 
 from __future__ import annotations
 
