@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,9 @@ def test_the_issue_s_experiments_exist():
 def test_experiment_runs_one_batch_per_stage(experiment, tiny_data_dir, tmp_path):
     cfg = compose_train([f"experiment={experiment}", f"data.data_dir={tiny_data_dir}", *SMALL], tmp_path)
     metrics = train(cfg)
-    assert 0.0 <= metrics["test/acc"] <= 1.0, metrics
+    # Every stage ran its batch and logged finite numbers (a recipe whose lr or schedule breaks gives NaN).
+    for key in ("train/loss", "val/loss", "test/loss", "test/acc"):
+        assert math.isfinite(metrics[key]), (key, metrics)
 
 
 def test_tutorial_recipes_are_as_written(tmp_path):
