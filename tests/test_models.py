@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from omegaconf import DictConfig
 
 from conftest import CONF_DIR, ROOT, compose_train, data_overrides, run_main
 from litvision.instantiate import build
@@ -40,11 +41,10 @@ def one_intra_op_thread():
     torch.set_num_threads(threads)
 
 
-def build_net(tmp_path, model: str, dataset: str, *overrides: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:
-    """The net of ``model=<model> data=<dataset>``, and the (C, H, W) of one image it takes."""
+def build_net(tmp_path, model: str, dataset: str, *overrides: str) -> tuple[torch.nn.Module, DictConfig]:
+    """The net of ``model=<model> data=<dataset>``, and the composed config it came from."""
     cfg = compose_train([f"model={model}", f"data={dataset}", *overrides], tmp_path)
-    net = build(cfg.model.net, "model.net")
-    return net, (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
+    return build(cfg.model.net, "model.net"), cfg
 
 
 NUM_CLASSES = 10  # of every dataset config
@@ -59,10 +59,9 @@ def parameter_count(net: torch.nn.Module) -> int:
 def test_forward_and_backward_on_every_dataset(model, dataset, tmp_path, image_folder):
     torch.manual_seed(0)
     # The defaults: what `model=<name>` trains, sized by the data config (once, in the model base).
-    cfg = compose_train([f"model={model}", f"data={dataset}", *data_overrides(dataset, image_folder)], tmp_path)
+    net, cfg = build_net(tmp_path, model, dataset, *data_overrides(dataset, image_folder))
     sizes = ("in_channels", "image_size", "num_classes")
     assert [cfg.model.net[key] for key in sizes] == [cfg.data[key] for key in sizes]
-    net = build(cfg.model.net, "model.net")
     shape = (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
     logits = net(torch.randn(2, *shape))
     assert logits.shape == (2, NUM_CLASSES)
