@@ -22,9 +22,9 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 
 from benchmark_ways import Result, device_of, run_ways
-from litvision.cli import check_group_overrides, run_task
 from litvision.data.datasets import DATASETS
 from litvision.data.synthetic import is_synthetic
+from litvision.support.cli import check_group_overrides, run_task
 from machine_info import machine
 
 log = logging.getLogger(__name__)

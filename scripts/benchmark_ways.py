@@ -35,8 +35,8 @@ from benchmark_meters import MemoryMeter, RandomStream
 from litvision.cpu import warn_if_bfloat16_is_emulated
 from litvision.data.datasets import DATASETS
 from litvision.data.loader import EpochSampler, TensorBatchLoader
-from litvision.errors import LitvisionError
-from litvision.instantiate import build, build_each
+from litvision.support.errors import LitvisionError
+from litvision.support.instantiate import build, build_each
 
 log = logging.getLogger(__name__)
 WAYS = {

@@ -5,12 +5,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from litvision.cli import check_group_overrides, run_task
+from litvision.support.cli import check_group_overrides, run_task
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> float | None:
-    from litvision.predict import predict  # here: --help, --cfg and config errors answer without loading torch
+    from litvision.tasks.predict import predict  # here: --help, --cfg and config errors answer without loading torch
 
     return run_task(predict, cfg)
 

@@ -17,7 +17,7 @@ import sys
 
 from litvision.data.datasets import DATASETS
 from litvision.data.synthetic import write_synthetic
-from litvision.errors import LitvisionError
+from litvision.support.errors import LitvisionError
 
 
 def main(argv: list[str] | None = None) -> int:

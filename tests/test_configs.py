@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONF_DIR, ROOT, compose_train, data_overrides
-from litvision.instantiate import build
+from litvision.support.instantiate import build
 
 # Every model and every dataset compose, build and run on each other in tests/test_models.py (and every
 # dataset with the default model below): composing them here as well would only repeat it.

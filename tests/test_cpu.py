@@ -10,7 +10,7 @@ from lightning import Trainer
 import litvision.cpu
 from conftest import QUIET, compose_train
 from litvision.cpu import has_bfloat16_instructions, warn_if_bfloat16_is_emulated
-from litvision.train import train
+from litvision.tasks.train import train
 
 WARNING = "on a CPU without bfloat16 instructions (AVX512-BF16 or AMX)"
 

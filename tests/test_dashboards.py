@@ -22,8 +22,8 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import QUIET, compose_train, run_main, run_script
 from litvision.callbacks.render import WRONG, confusion_picture, image_grid
-from litvision.instantiate import build
-from litvision.train import train
+from litvision.support.instantiate import build
+from litvision.tasks.train import train
 
 SCALARS = {
     "train/loss",

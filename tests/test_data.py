@@ -16,8 +16,8 @@ from litvision.data.datamodule import kfold_indices
 from litvision.data.datasets import ensure_available
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.data.synthetic import IDX_NAMES, is_synthetic, write_cifar10, write_idx_dataset, write_synthetic
-from litvision.errors import DataError
-from litvision.instantiate import build
+from litvision.support.errors import DataError
+from litvision.support.instantiate import build
 
 MNIST_FACTS = dict(num_classes=10, class_names=[str(i) for i in range(10)], mean=[0.13], std=[0.31])
 CIFAR_FACTS = dict(num_classes=10, class_names=[f"c{i}" for i in range(10)], mean=[0.5] * 3, std=[0.25] * 3)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CONF_DIR, DEBIAN_FASHION_MNIST, QUIET, compose_train, require_real_data, run_main
-from litvision.train import train
+from litvision.tasks.train import train
 
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 # CPU, 32-bit and small batches whatever the recipe asks for (GPU, bf16, batch 512): the wiring is under

@@ -24,13 +24,13 @@ import torch
 from lightning import Callback
 
 from conftest import DEBIAN_FASHION_MNIST, QUIET, ROOT, compose_train, require_real_data, run_main
-from litvision.checkpoint import read_checkpoint
 from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from litvision.data.cifar import CIFAR10Files
 from litvision.data.datasets import ensure_available
 from litvision.data.synthetic import IDX_NAMES, idx_bytes, write_cifar10, write_idx_dataset
-from litvision.errors import DataError
-from litvision.train import train
+from litvision.support.checkpoint import read_checkpoint
+from litvision.support.errors import DataError
+from litvision.tasks.train import train
 
 MNIST_FACTS = dict(num_classes=10, class_names=[str(i) for i in range(10)], mean=[0.13], std=[0.31])
 CIFAR_FACTS = dict(num_classes=10, class_names=[f"c{i}" for i in range(10)], mean=[0.5] * 3, std=[0.25] * 3)

@@ -10,10 +10,10 @@ import torch
 from lightning import Callback, Trainer
 
 from conftest import QUIET, compose_train
-from litvision.checkpoint import read_checkpoint
-from litvision.errors import CheckpointError, LitvisionError
-from litvision.instantiate import build, plain
-from litvision.train import train
+from litvision.support.checkpoint import read_checkpoint
+from litvision.support.errors import CheckpointError, LitvisionError
+from litvision.support.instantiate import build, plain
+from litvision.tasks.train import train
 
 TINY = ["data.val_size=100", "test=false", "logger=none", *QUIET]
 
@@ -55,7 +55,7 @@ def test_a_new_head_for_another_number_of_classes(mnist_ckpt, tmp_path, caplog):
 
 def test_another_architecture_is_one_clear_error(mnist_ckpt, tmp_path):
     model, _ = _model(["data=mnist", "model=mlp", f"model.init_from={mnist_ckpt}"], tmp_path)
-    with pytest.raises(CheckpointError, match="holds a litvision.models.cnn.SmallCNN network"):
+    with pytest.raises(CheckpointError, match="holds a litvision.models.small_cnn.SmallCNN network"):
         model.load_init_weights()
     with pytest.raises(LitvisionError, match="set model.init_from too"):
         _model(["data=mnist", "model.freeze_epochs=1"], tmp_path)

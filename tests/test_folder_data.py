@@ -17,7 +17,7 @@ import litvision.data.folder_files as folder_files
 from conftest import QUIET, run_main
 from litvision.data import FolderDataModule, read_image
 from litvision.data.images import IMAGE_SUFFIXES
-from litvision.errors import DataError
+from litvision.support.errors import DataError
 
 COLOURS = {"blue": (20, 40, 230), "green": (30, 220, 40), "red": (230, 30, 30)}  # sorted by name: labels 0, 1, 2
 

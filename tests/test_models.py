@@ -11,10 +11,10 @@ import torch
 from omegaconf import DictConfig
 
 from conftest import CONF_DIR, ROOT, compose_train, data_overrides, run_main
-from litvision.instantiate import build
-from litvision.model_summary import profile
 from litvision.models.common import ModelConfigError
-from litvision.train import train
+from litvision.support.instantiate import build
+from litvision.tasks.model_summary import profile
+from litvision.tasks.train import train
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 DATASETS = sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml"))

@@ -13,10 +13,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import QUIET, compose_train, run_main, run_script
-from litvision.checkpoint import read_checkpoint
-from litvision.cli import run_task
-from litvision.instantiate import build
-from litvision.train import train
+from litvision.support.checkpoint import read_checkpoint
+from litvision.support.cli import run_task
+from litvision.support.instantiate import build
+from litvision.tasks.train import train
 
 # One invalid value per numeric or enumerated option of every config group, and a piece of the one
 # `error:` line it must give. The data folder is empty and downloads are off, so an option that slipped
@@ -67,7 +67,7 @@ INVALID = [
     (["trainer.precision=bogus"], "invalid trainer config"),
     (["trainer.accelerator=bogus"], "invalid trainer config"),
     (["trainer.devices=0"], "invalid trainer config"),
-    (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch"),  # litvision.options from here
+    (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch"),  # litvision.support.options from here
     (["trainer.min_epochs=-3"], "trainer.min_epochs"),
     (["trainer.log_every_n_steps=-1"], "trainer.log_every_n_steps"),
     (["+trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches"),

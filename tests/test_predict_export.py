@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from conftest import QUIET, compose_train, run_main
-from litvision.checkpoint import read_checkpoint, saved_configs
 from litvision.data.datasets import load_split
-from litvision.export import check_batch, checkpoint_probabilities
-from litvision.train import train
+from litvision.support.checkpoint import read_checkpoint, saved_configs
+from litvision.tasks.export import check_batch, checkpoint_probabilities
+from litvision.tasks.train import train
 
 
 @pytest.fixture(scope="module")

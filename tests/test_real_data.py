@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import DEBIAN_FASHION_MNIST, MNIST_17K, QUIET, compose_train, require_real_data
-from litvision.train import train
+from litvision.tasks.train import train
 
 
 @pytest.mark.slow

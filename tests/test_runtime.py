@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from litvision.errors import LitvisionError
 from litvision.runtime import _glibc, tune_glibc_malloc
+from litvision.support.errors import LitvisionError
 
 # The same detection the code uses, so the skip fires exactly where tune_glibc_malloc would do nothing
 # (CI runs on Debian: glibc, so it never fires there).

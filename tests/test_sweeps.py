@@ -21,9 +21,9 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, QUIET, ROOT, compose_train, run_main, run_script
-from litvision.checkpoint import read_checkpoint
+from litvision.support.checkpoint import read_checkpoint
 from litvision.sweeps.search_space import SearchSpaceError, parse_search_space
-from litvision.train import train
+from litvision.tasks.train import train
 
 HPARAMS_SEARCH = "hparams_search"  # a group in conf/train.yaml's defaults, so no "+" is needed
 

@@ -10,9 +10,9 @@ import torch
 from lightning import Callback
 
 from conftest import QUIET, compose_train, run_main, run_script
-from litvision.checkpoint import read_checkpoint
-from litvision.instantiate import build
-from litvision.train import train
+from litvision.support.checkpoint import read_checkpoint
+from litvision.support.instantiate import build
+from litvision.tasks.train import train
 
 DATASETS = ["mnist", "fashion_mnist", "cifar10"]
 

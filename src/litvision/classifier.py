@@ -14,10 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from litvision.checkpoint import read_checkpoint
-from litvision.errors import CheckpointError, LitvisionError
-from litvision.options import LIGHTNING_SCHEDULER_KEYS, check_finetuning, check_model_options
 from litvision.schedules import is_one_cycle, is_plateau, planned_length, scheduler_parameters, take_plan, takes_length
+from litvision.support.checkpoint import read_checkpoint
+from litvision.support.errors import CheckpointError, LitvisionError
+from litvision.support.options import LIGHTNING_SCHEDULER_KEYS, check_finetuning, check_model_options
 
 log = logging.getLogger(__name__)
 

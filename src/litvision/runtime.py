@@ -7,7 +7,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from litvision.errors import LitvisionError
+from litvision.support.errors import LitvisionError
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's <malloc.h>
 _MMAP_THRESHOLD_CEILING_MB = 32  # glibc refuses larger values on 64-bit systems

@@ -9,7 +9,7 @@ from lightning import Callback, LightningModule, Trainer
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from litvision.callbacks.support import tensorboard_writer
-from litvision.checkpoint import DATA_CONFIG_KEY
+from litvision.support.checkpoint import DATA_CONFIG_KEY
 
 Scalar = (bool, int, float, str)
 

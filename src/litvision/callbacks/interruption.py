@@ -9,7 +9,7 @@ augmentation draw what an uninterrupted run would have drawn. A second Ctrl-C st
 (Lightning's own handling; the checkpoint is then written where it stopped).
 
 The run then leaves ``status.json`` with ``interrupted``, the signal and the checkpoint to resume
-from, logs the command that resumes it, and :func:`litvision.cli.run_task` exits with 128 + the
+from, logs the command that resumes it, and :func:`litvision.support.cli.run_task` exits with 128 + the
 signal number (130 for SIGINT, 143 for SIGTERM). Under DDP (several processes), the flag is left to
 Lightning: its SIGTERM handling stops every rank at the same batch and the checkpoint is saved there.
 In a SLURM job, SIGTERM's checkpoint is ``<run dir>/hpc_ckpt_<n>.ckpt`` instead, the name Lightning

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from torchvision import datasets as tv_datasets
 
-from litvision.errors import DataError
+from litvision.support.errors import DataError
 
 # The only globals a CIFAR-10 pickle holds: numpy's array reconstruction and, in pickles written by
 # Python 3 at protocol 2, ``_codecs.encode`` for the raw bytes. Anything else (os.system, eval, ...)

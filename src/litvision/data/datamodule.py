@@ -16,7 +16,7 @@ from litvision.data.augment import augment_batch
 from litvision.data.datasets import DATASETS, ensure_available, load_split
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.data.synthetic import is_synthetic
-from litvision.errors import DataError
+from litvision.support.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import torch
 from torchvision import datasets as tv_datasets
 
 from litvision.data.cifar import CIFAR10Files
-from litvision.errors import DataError
+from litvision.support.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from litvision.data.folder_files import (
     stratified_carve,
 )
 from litvision.data.images import RESIZE_MODES
-from litvision.errors import DataError
+from litvision.support.errors import DataError
 
 log = logging.getLogger(__name__)
 

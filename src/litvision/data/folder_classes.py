@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import ListConfig, OmegaConf
 
-from litvision.errors import DataError
+from litvision.support.errors import DataError
 
 
 def visible_dirs(folder: Path) -> list[Path]:

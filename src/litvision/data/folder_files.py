@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from litvision.data.folder_classes import class_root, visible_dirs
 from litvision.data.images import read_image
-from litvision.errors import DataError
+from litvision.support.errors import DataError
 
 log = logging.getLogger(__name__)
 

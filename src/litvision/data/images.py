@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from litvision.errors import DataError
+from litvision.support.errors import DataError
 
 RESIZE_MODES = ("crop", "pad")
 _BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
@@ -88,7 +88,7 @@ def read_image(path, channels: int, size: int, resize: str = "crop") -> torch.Te
     orientation is applied. ``resize``: "crop" (resize the short side to ``size``, cut the centre square)
     or "pad" (fit inside ``size`` x ``size``, centred on black).
 
-    Raises :class:`~litvision.errors.DataError` ``"<path>: not a readable image (...)"`` for files that
+    Raises :class:`~litvision.support.errors.DataError` ``"<path>: not a readable image (...)"`` for files that
     are missing, truncated, corrupt or not images.
     """
     if channels not in (1, 3):

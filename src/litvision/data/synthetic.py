@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from litvision.data.datasets import DATASETS
-from litvision.errors import DataError
+from litvision.support.errors import DataError
 
 MARKER = "SYNTHETIC.txt"
 IDX_NAMES = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from litvision.errors import LitvisionError
+from litvision.support.errors import LitvisionError
 
 _LARGEST_SIZE_TRIED = 1024  # the search for an accepted size gives up here
 

@@ -1,7 +1,7 @@
 """Tables of a sweep's runs: what ``scripts/summarize.py`` prints (markdown) and saves (CSV).
 
 A run is a folder holding ``.hydra/overrides.yaml`` (written by Hydra for every job); its numbers come
-from ``metrics.json`` (written by litvision.train, or by the pruning callback) and its outcome from
+from ``metrics.json`` (written by litvision.tasks.train, or by the pruning callback) and its outcome from
 ``status.json`` (written by the JobStatusFile Hydra callback). Only stdlib and PyYAML: no torch.
 """
 

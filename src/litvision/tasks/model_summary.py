@@ -16,8 +16,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from litvision.errors import LitvisionError
-from litvision.instantiate import build
+from litvision.support.errors import LitvisionError
+from litvision.support.instantiate import build
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from litvision.errors import CheckpointError
+from litvision.support.errors import CheckpointError
 
 # ImageClassifier saves its constructor arguments (the model config) and the data config under this key.
 DATA_CONFIG_KEY = "data_config"

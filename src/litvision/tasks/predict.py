@@ -4,7 +4,7 @@
 file as the model's data was read (channels, side, mean/std from the checkpoint's data config), runs
 the network in batches and writes ``predictions.csv`` to the run folder: per file its top-k classes
 and probabilities, or the error that kept it from being read. :class:`ProbabilityModel` (uint8 images
-in, probabilities out) is also what :mod:`litvision.export` exports.
+in, probabilities out) is also what :mod:`litvision.tasks.export` exports.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from rich.table import Table
 from torch import nn
 
 from litvision.callbacks.render import image_grid, save_png
-from litvision.checkpoint import read_checkpoint, saved_configs
 from litvision.classifier import ImageClassifier, mirror_mean
 from litvision.data.images import IMAGE_SUFFIXES, read_image
-from litvision.errors import DataError, LitvisionError
+from litvision.support.checkpoint import read_checkpoint, saved_configs
+from litvision.support.errors import DataError, LitvisionError
 
 log = logging.getLogger(__name__)
 

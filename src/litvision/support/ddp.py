@@ -22,7 +22,7 @@ from lightning.pytorch.strategies import DDPStrategy
 # Private module: Lightning has no public way to change what its spawn launcher brings back from the workers.
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
-from litvision.cli import in_multirun
+from litvision.support.cli import in_multirun
 
 _EPOCHS_KEY = "litvision_fit_epoch_progress"
 

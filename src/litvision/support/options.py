@@ -4,7 +4,7 @@ Model options are checked when ImageClassifier is built (a throwaway optimizer a
 from the configs, so torch's own checks run too).
 
 Lightning checks most Trainer arguments when the Trainer is built (precision, accelerator, devices,
-max_epochs, limit_*_batches: litvision.instantiate.build turns its errors into one line); these are the
+max_epochs, limit_*_batches: litvision.support.instantiate.build turns its errors into one line); these are the
 common ones it accepts and then fails on mid-run (check_val_every_n_epoch=0 divides by zero at the
 first validation) or quietly misreads (min_epochs=-3).
 """
@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from litvision.errors import LitvisionError
 from litvision.schedules import is_one_cycle, is_plateau, scheduler_parameters, takes_length
+from litvision.support.errors import LitvisionError
 
 # name: (lowest value, integer only, null allowed)
 _TRAINER_RANGES = {

@@ -8,9 +8,9 @@ import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 
-from litvision.checkpoint import read_checkpoint, saved_configs
 from litvision.classifier import ImageClassifier
-from litvision.instantiate import build, build_each, plain
+from litvision.support.checkpoint import read_checkpoint, saved_configs
+from litvision.support.instantiate import build, build_each, plain
 from litvision.sweeps.records import scalars
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from litvision.errors import LitvisionError
+from litvision.support.errors import LitvisionError
 
 
 def build(config: DictConfig | dict, what: str, **kwargs: Any) -> Any:

@@ -15,8 +15,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from litvision.errors import LitvisionError
 from litvision.runtime import apply_runtime
+from litvision.support.errors import LitvisionError
 
 
 def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:

@@ -1,7 +1,7 @@
 """The export task: a checkpoint as a standalone ONNX or TorchScript file that takes uint8 images.
 
 ``python scripts/export.py ckpt_path=<ckpt> format=onnx|torchscript [output=<file>]`` writes the
-network wrapped in :class:`~litvision.predict.ProbabilityModel` (uint8 (N, C, H, W) in, class
+network wrapped in :class:`~litvision.tasks.predict.ProbabilityModel` (uint8 (N, C, H, W) in, class
 probabilities out, the checkpoint's normalization inside; any batch size) and a JSON file beside it
 with what a caller needs: class names, channels, image size, mean/std. Before it reports success it
 runs the exported file (onnxruntime, torch.jit.load) and compares its outputs with the checkpoint's.
@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from litvision.checkpoint import read_checkpoint, saved_configs
-from litvision.errors import LitvisionError
-from litvision.instantiate import build
-from litvision.predict import load_classifier, probability_model
+from litvision.support.checkpoint import read_checkpoint, saved_configs
+from litvision.support.errors import LitvisionError
+from litvision.support.instantiate import build
+from litvision.tasks.predict import load_classifier, probability_model
 
 log = logging.getLogger(__name__)
 

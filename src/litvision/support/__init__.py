@@ -1,0 +1,1 @@
+"""What the tasks and the module share: config building, checkpoint reading, errors, option checks, DDP, the scripts' entry."""

@@ -1,0 +1,1 @@
+"""The task functions the scripts run: a DictConfig in, metrics (or files) out."""
