@@ -25,6 +25,7 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from litvision.support.errors import first_line
 from litvision.sweeps.outcome import SweepFailed, job_outcome, report
 from litvision.sweeps.records import FAILED, OK, PRUNED, PRUNING_OVERRIDE, write_status
 from litvision.sweeps.search_space import SearchSpaceError, parse_search_space, value_string
@@ -227,7 +228,7 @@ class OptunaSweeper(Sweeper):
         try:
             return instantiate(config)
         except Exception as err:
-            raise SearchSpaceError(f"hydra.sweeper.sampler: {str(err).splitlines()[0]}") from None
+            raise SearchSpaceError(f"hydra.sweeper.sampler: {first_line(err, limit=None)}") from None
 
     def _fail_interrupted(self, study, sweep_dir: Path) -> None:
         from optuna.trial import TrialState

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from torchvision import datasets as tv_datasets
 
-from litvision.support.errors import DataError
+from litvision.support.errors import DataError, first_line
 
 # The only globals a CIFAR-10 pickle holds: numpy's array reconstruction and, in pickles written by
 # Python 3 at protocol 2, ``_codecs.encode`` for the raw bytes. Anything else (os.system, eval, ...)
@@ -38,8 +38,7 @@ def read_cifar_pickle(path: Path) -> dict:
     except FileNotFoundError:
         raise DataError(f"CIFAR-10: {path} is missing") from None
     except Exception as err:  # UnpicklingError, EOFError, ValueError ...: what the file holds is the problem
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise DataError(f"CIFAR-10: {path} is not a CIFAR-10 file ({reason}); refused to load it") from None
+        raise DataError(f"CIFAR-10: {path} is not a CIFAR-10 file ({first_line(err)}); refused to load it") from None
     if not isinstance(loaded, dict):
         raise DataError(f"CIFAR-10: {path} holds a {type(loaded).__name__}, not a CIFAR-10 dict")
     return loaded

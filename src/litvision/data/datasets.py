@@ -22,7 +22,7 @@ import torch
 from torchvision import datasets as tv_datasets
 
 from litvision.data.cifar import CIFAR10Files
-from litvision.support.errors import DataError
+from litvision.support.errors import DataError, first_line
 
 
 @dataclass(frozen=True)
@@ -226,8 +226,7 @@ def load_split(
         raise  # already names the file
     except Exception as err:
         bad = _find_unreadable(spec, Path(data_dir))
-        first_line = (str(err).strip().splitlines() or [""])[0][:200]
-        reason = f"{type(err).__name__}: {first_line}".rstrip(": ")  # one line, whatever torchvision raised
+        reason = first_line(err, typed=True)  # one line, whatever torchvision raised
         raise DataError(
             f"{spec.name}: cannot read {bad or Path(data_dir) / spec.folder} ({reason}). The file is "
             f"truncated or corrupt: delete it and provide it again."

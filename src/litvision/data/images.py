@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from litvision.support.errors import DataError
+from litvision.support.errors import DataError, first_line
 
 RESIZE_MODES = ("crop", "pad")
 _BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
@@ -116,8 +116,7 @@ def read_image(path, channels: int, size: int, resize: str = "crop") -> torch.Te
         raise
     except (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError) as err:
         # UnidentifiedImageError (not an image) and truncated-file errors are OSErrors.
-        reason = (str(err).strip().splitlines() or [""])[0][:200] or type(err).__name__
-        raise DataError(f"{path}: not a readable image ({reason})") from None
+        raise DataError(f"{path}: not a readable image ({first_line(err)})") from None
     if array.ndim == 2:
         array = array[:, :, None]
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()

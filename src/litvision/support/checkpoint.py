@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from litvision.support.errors import CheckpointError
+from litvision.support.errors import CheckpointError, first_line
 
 # ImageClassifier saves its constructor arguments (the model config) and the data config under this key.
 DATA_CONFIG_KEY = "data_config"
@@ -21,8 +21,7 @@ def read_checkpoint(path: str | Path) -> dict:
         # mmap: only the configs are read here; the trainer reads the weights itself afterwards.
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line})") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line(err)})") from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or not isinstance(hparams.get("net"), dict) or not hparams.get(DATA_CONFIG_KEY):
         raise CheckpointError(f"{path} is not a litvision checkpoint (no model/data config inside)")

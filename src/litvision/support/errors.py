@@ -11,3 +11,15 @@ class DataError(LitvisionError):
 
 class CheckpointError(LitvisionError):
     """A checkpoint file is missing, unreadable, or not from litvision."""
+
+
+def first_line(error: BaseException, limit: int | None = 200, typed: bool = False) -> str:
+    """The first non-blank line of ``error``'s message, for a one-line report; its type name when it has none.
+
+    ``limit`` cuts a long line (``None``: kept whole); ``typed`` puts the type in front (``"OSError: ..."``).
+    """
+    line = next((text.strip() for text in str(error).splitlines() if text.strip()), "")[:limit]
+    name = type(error).__name__
+    if not line:
+        return name
+    return f"{name}: {line}" if typed else line

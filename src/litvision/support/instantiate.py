@@ -8,7 +8,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from litvision.support.errors import LitvisionError
+from litvision.support.errors import LitvisionError, first_line
 
 
 def build(config: DictConfig | dict, what: str, **kwargs: Any) -> Any:
@@ -19,8 +19,8 @@ def build(config: DictConfig | dict, what: str, **kwargs: Any) -> Any:
         cause = err.__cause__
         if isinstance(cause, LitvisionError):
             raise cause from None
-        detail = f"{type(cause).__name__}: {cause}" if cause is not None else str(err)
-        raise LitvisionError(f"invalid {what} config: {detail.splitlines()[0]}") from None
+        detail = first_line(cause, limit=None, typed=True) if cause is not None else first_line(err, limit=None)
+        raise LitvisionError(f"invalid {what} config: {detail}") from None
 
 
 def build_each(group: DictConfig | None, what: str) -> list[Any]:

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from litvision.support.errors import first_line
+
 METRICS_FILE = "metrics.json"
 STATUS_FILE = "status.json"
 OK, FAILED, PRUNED, INCOMPLETE = "ok", "failed", "pruned", "incomplete"
@@ -78,7 +80,7 @@ def one_line(error: BaseException) -> str:
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
     if type(error).__name__ == "ProcessRaisedException" and lines:
         return lines[-1].strip()  # the worker's own "Type: message", after its traceback
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return first_line(error, limit=None, typed=True)
 
 
 # The override by which the Optuna sweeper hands a trial's identity to its job (see sweeps/pruning.py);

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from litvision.support.checkpoint import read_checkpoint, saved_configs
-from litvision.support.errors import LitvisionError
+from litvision.support.errors import LitvisionError, first_line
 from litvision.support.instantiate import build
 from litvision.tasks.predict import load_classifier, probability_model
 
@@ -105,7 +105,7 @@ def check_batch(data_config: dict, channels: int, size: int, seed: int = 0) -> t
             images = images.round().clamp(0, 255).to(torch.uint8)
         return images.cpu().contiguous(), f"{len(images)} test images from {data_config.get('data_dir')}"
     except Exception as err:  # any reason the data cannot be read here: the check still runs, on random pixels
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        reason = first_line(err, limit=160)
         generator = torch.Generator().manual_seed(seed)
         images = torch.randint(0, 256, (CHECK_BATCH, channels, size, size), dtype=torch.uint8, generator=generator)
         return images, f"{CHECK_BATCH} random uint8 images (the checkpoint's data is not available here: {reason})"

@@ -27,7 +27,7 @@ from litvision.callbacks.render import image_grid, save_png
 from litvision.classifier import ImageClassifier, mirror_mean
 from litvision.data.images import IMAGE_SUFFIXES, read_image
 from litvision.support.checkpoint import read_checkpoint, saved_configs
-from litvision.support.errors import DataError, LitvisionError
+from litvision.support.errors import DataError, LitvisionError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ def load_classifier(checkpoint: dict) -> ImageClassifier:
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError) as err:
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise LitvisionError(f"the checkpoint's weights do not fit its own model config ({first_line})") from None
+        raise LitvisionError(f"the checkpoint's weights do not fit its own model config ({first_line(err)})") from None
     return model.eval()
 
 
