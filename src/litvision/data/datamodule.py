@@ -15,14 +15,11 @@ from torchvision.transforms import PILToTensor
 from litvision.data.augment import augment_batch
 from litvision.data.datasets import DATASETS, ensure_available, load_split
 from litvision.data.loader import EpochSampler, TensorBatchLoader
+from litvision.data.normalization import Normalization
 from litvision.data.synthetic import is_synthetic
 from litvision.support.errors import DataError
 
 log = logging.getLogger(__name__)
-
-
-def _per_channel(values: Sequence[float]) -> torch.Tensor:
-    return torch.tensor(list(values), dtype=torch.float32).view(1, -1, 1, 1)
 
 
 class _ResumableBatchLoader(TensorBatchLoader):
@@ -123,8 +120,7 @@ class ImageDataModule(LightningDataModule):
         self.augment = dict(augment or {})
         self.search_dirs, self.download = list(search_dirs), download
         self.loader, self.num_workers, self.keep_on_device = loader, num_workers, keep_on_device
-        self.mean, self.std = _per_channel(mean), _per_channel(std)
-        self._affine: tuple[torch.Tensor, torch.Tensor] | None = None  # prepare_batch's (shift, scale)
+        self.normalization = Normalization(mean, std)
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.synthetic = False  # set by setup(): the files were written by scripts/synthetic_data.py
 
@@ -223,28 +219,23 @@ class ImageDataModule(LightningDataModule):
         images = images.to(torch.float32, copy=True)  # a new tensor even for float input: changed in place below
         if images.shape[-1] != self.image_size:  # optional `image_size` override for nets wanting bigger input
             images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
-        shift, scale = self._uint8_affine_on(images.device)
-        images = images.sub_(shift).mul_(scale)  # (x/255 - mean)/std in place: one new tensor per batch, not three
+        images = self.normalization.on(images.device).normalize_(images)  # in place: one new tensor per batch
         if augment and self.augment:
             images = augment_batch(images, **self.augment)
         return images
 
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
-        mean, std = self._stats_on(images.device)
-        return images * std + mean
+        """Normalized batch -> pixel values in [0, 1] (what the image dashboards draw)."""
+        return self.normalization.on(images.device).denormalize(images)
 
-    def _stats_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """mean/std moved to the batches' device once, not copied host-to-device for every batch."""
-        if self.mean.device != device:
-            self.mean, self.std = self.mean.to(device), self.std.to(device)
-        return self.mean, self.std
+    @property
+    def mean(self) -> torch.Tensor:
+        """The per-channel mean the batches are normalized with, ``(1, C, 1, 1)``."""
+        return self.normalization.mean
 
-    def _uint8_affine_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(shift, scale) with (x - shift) * scale == (x / 255 - mean) / std, on ``device``."""
-        mean, std = self._stats_on(device)
-        if self._affine is None or self._affine[0].device != device:
-            self._affine = (mean * 255.0, 1.0 / (std * 255.0))
-        return self._affine
+    @property
+    def std(self) -> torch.Tensor:
+        return self.normalization.std
 
 
 class MNISTDataModule(ImageDataModule):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from litvision.data.datamodule import ImageDataModule, _per_channel
+from litvision.data.datamodule import ImageDataModule
 from litvision.data.folder_classes import class_root, folder_class_names
 from litvision.data.folder_files import (
     CACHE_VERSION,
@@ -35,6 +35,7 @@ from litvision.data.folder_files import (
     stratified_carve,
 )
 from litvision.data.images import RESIZE_MODES
+from litvision.data.normalization import Normalization
 from litvision.support.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ class FolderDataModule(ImageDataModule):
 
     def _set_stats(self, stats: tuple[list[float], list[float]]) -> None:
         mean, std = stats
-        self.mean, self.std, self._affine = _per_channel(mean), _per_channel(std), None
+        self.normalization = Normalization(mean, std)
         log.info("data mean %s, std %s (from the training split)", _rounded(mean), _rounded(std))
         # The checkpoint's data config then holds the values, so evaluation and prediction use the same ones.
         module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None

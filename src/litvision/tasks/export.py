@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from litvision.data.normalization import Normalization
 from litvision.support.checkpoint import read_checkpoint, saved_configs
 from litvision.support.errors import LitvisionError, first_line
 from litvision.support.instantiate import build
@@ -85,10 +86,9 @@ def export(cfg: DictConfig) -> dict[str, float]:
 def checkpoint_probabilities(checkpoint: dict, images: torch.Tensor) -> torch.Tensor:
     """The checkpoint's own answer for uint8 ``images``: its ImageClassifier on batches normalized as in training."""
     _, data_config = saved_configs(checkpoint)
-    mean = torch.tensor(data_config["mean"], dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(data_config["std"], dtype=torch.float32).view(1, -1, 1, 1)
+    normalize = Normalization(data_config["mean"], data_config["std"])
     with torch.inference_mode():
-        return load_classifier(checkpoint).eval_logits((images.float() / 255.0 - mean) / std).softmax(dim=1)
+        return load_classifier(checkpoint).eval_logits(normalize(images)).softmax(dim=1)
 
 
 def check_batch(data_config: dict, channels: int, size: int, seed: int = 0) -> tuple[torch.Tensor, str]:

@@ -26,6 +26,7 @@ from torch import nn
 from litvision.callbacks.render import image_grid, save_png
 from litvision.classifier import ImageClassifier, mirror_mean
 from litvision.data.images import IMAGE_SUFFIXES, read_image
+from litvision.data.normalization import Normalization
 from litvision.support.checkpoint import read_checkpoint, saved_configs
 from litvision.support.errors import DataError, LitvisionError, first_line
 
@@ -38,20 +39,19 @@ CONTACT_SHEET_MAX = 64  # images on the contact sheet (the first ones); more wou
 class ProbabilityModel(nn.Module):
     """uint8 images (N, C, H, W) -> class probabilities (N, classes): the checkpoint's normalization inside.
 
-    ``(x / 255 - mean) / std``, as ``ImageDataModule.prepare_batch`` normalizes the training batches,
-    then the network and a softmax. One module for prediction and for the exported ONNX/TorchScript file.
+    The :class:`~litvision.data.normalization.Normalization` the training batches went through, then the
+    network and a softmax. One module for prediction and for the exported ONNX/TorchScript file.
     ``tta_flip`` (the checkpoint's model option) averages the logits of each image and its mirror image.
     """
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], tta_flip: bool = False):
         super().__init__()
+        self.normalization = Normalization(mean, std)
         self.net = net
         self.tta_flip = tta_flip
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.float() / 255.0 - self.mean) / self.std
+        x = self.normalization(images)
         return (mirror_mean(self.net, x) if self.tta_flip else self.net(x)).softmax(dim=1)
 
 
