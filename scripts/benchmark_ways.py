@@ -32,11 +32,11 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 from benchmark_meters import MemoryMeter, RandomStream
-from litvision.cpu import warn_if_bfloat16_is_emulated
 from litvision.data.datasets import DATASETS
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.support.errors import LitvisionError
 from litvision.support.instantiate import build, build_each
+from litvision.support.precision import warn_if_bfloat16_is_emulated
 
 log = logging.getLogger(__name__)
 WAYS = {

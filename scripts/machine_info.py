@@ -10,7 +10,26 @@ import os
 import platform
 from pathlib import Path
 
-from litvision.cpu import cpu_fields, cpu_flags
+from litvision.support.precision import CPUINFO, cpu_flags
+
+
+def cpu_fields(cpuinfo: Path | None = None) -> dict[str, str]:
+    """The fields of the first processor in ``cpuinfo`` (/proc/cpuinfo): "model name", "cpu family", ...;
+    empty where there is no such file."""
+    fields: dict[str, str] = {}
+    try:
+        lines = (cpuinfo or CPUINFO).read_text().splitlines()
+    except OSError:
+        return fields
+    for line in lines:
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
 
 # /proc/cpuinfo flags worth naming, in order: each changes how fast torch's CPU kernels (and bfloat16) run.
 VECTOR_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}

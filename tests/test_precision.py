@@ -1,4 +1,4 @@
-"""litvision.cpu: what /proc/cpuinfo says about bfloat16, and the warning for a CPU that emulates it."""
+"""litvision.support.precision: what /proc/cpuinfo says about bfloat16, and the warning for a CPU that emulates it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import logging
 import pytest
 from lightning import Trainer
 
-import litvision.cpu
+import litvision.support.precision
 from conftest import QUIET, compose_train
-from litvision.cpu import has_bfloat16_instructions, warn_if_bfloat16_is_emulated
+from litvision.support.precision import has_bfloat16_instructions, warn_if_bfloat16_is_emulated
 from litvision.tasks.train import train
 
 WARNING = "on a CPU without bfloat16 instructions (AVX512-BF16 or AMX)"
@@ -48,7 +48,7 @@ def test_cpuinfo_tells_whether_bfloat16_is_native(cpuinfos, tmp_path):
 @pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true", "32-true"])
 def test_a_cpu_trainer_in_bfloat16_warns_only_where_the_cpu_emulates_it(cpuinfos, precision, caplog):
     trainer = Trainer(accelerator="cpu", precision=precision, logger=False, enable_checkpointing=False)
-    with caplog.at_level(logging.WARNING, logger="litvision.cpu"):
+    with caplog.at_level(logging.WARNING, logger="litvision.support.precision"):
         assert not warn_if_bfloat16_is_emulated(trainer, cpuinfos["native"])
         assert not warn_if_bfloat16_is_emulated(trainer, cpuinfos["arm"])
         assert WARNING not in caplog.text
@@ -59,10 +59,10 @@ def test_a_cpu_trainer_in_bfloat16_warns_only_where_the_cpu_emulates_it(cpuinfos
 
 
 def test_a_bf16_training_run_on_such_a_cpu_warns_and_still_runs(cpuinfos, tiny_data_dir, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(litvision.cpu, "CPUINFO", cpuinfos["emulated"])
+    monkeypatch.setattr(litvision.support.precision, "CPUINFO", cpuinfos["emulated"])
     overrides = ["data=mnist", "model=mlp", "debug=fdr", "trainer.precision=bf16-mixed", "logger=none"]
     cfg = compose_train([f"data.data_dir={tiny_data_dir}", "data.val_size=100", *QUIET, *overrides], tmp_path)
-    with caplog.at_level(logging.WARNING, logger="litvision.cpu"):
+    with caplog.at_level(logging.WARNING, logger="litvision.support.precision"):
         metrics = train(cfg)
     assert f"trainer.precision=bf16-mixed {WARNING}" in caplog.text
     assert "test/acc" in metrics

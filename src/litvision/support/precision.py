@@ -1,4 +1,4 @@
-"""What the CPU says about itself (/proc/cpuinfo), where it changes how to train on it: bfloat16.
+"""Whether the CPU computes bfloat16 itself (/proc/cpuinfo's x86 flags), and the warning where it does not.
 
 ``trainer.precision=bf16-mixed`` runs a CPU's convolutions faster than float32 only where the CPU
 computes bfloat16 itself (AVX512-BF16 or AMX); elsewhere torch emulates it, and a step takes many times
@@ -19,28 +19,19 @@ CPUINFO = Path("/proc/cpuinfo")
 BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}  # x86 flags of native bfloat16 arithmetic
 
 
-def cpu_fields(cpuinfo: Path | None = None) -> dict[str, str]:
-    """The fields of the first processor in ``cpuinfo`` (/proc/cpuinfo): "model name", "flags", ...; empty
-    where there is no such file."""
-    fields: dict[str, str] = {}
-    try:
-        lines = (cpuinfo or CPUINFO).read_text().splitlines()
-    except OSError:
-        return fields
-    for line in lines:
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return fields
-
-
 def cpu_flags(cpuinfo: Path | None = None) -> set[str] | None:
-    """The CPU's x86 feature flags ("avx2", "avx512_bf16", ...); None where it lists none (not Linux, not x86)."""
-    flags = cpu_fields(cpuinfo).get("flags")
-    return None if flags is None else set(flags.split())
+    """The first processor's x86 feature flags ("avx2", "avx512_bf16", ...); None where none are listed
+    (no /proc/cpuinfo, or not x86)."""
+    try:
+        text = (cpuinfo or CPUINFO).read_text()
+    except OSError:
+        return None
+    first_processor = text.strip().split("\n\n", 1)[0]
+    for line in first_processor.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            return set(value.split())
+    return None
 
 
 def has_bfloat16_instructions(cpuinfo: Path | None = None) -> bool | None:

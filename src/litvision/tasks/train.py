@@ -8,10 +8,10 @@ import secrets
 import lightning as L
 from omegaconf import DictConfig, open_dict
 
-from litvision.cpu import warn_if_bfloat16_is_emulated
 from litvision.support.checkpoint import check_resumable, read_checkpoint
 from litvision.support.instantiate import build, build_each, plain
 from litvision.support.options import check_trainer_options
+from litvision.support.precision import warn_if_bfloat16_is_emulated
 from litvision.sweeps.records import scalars, write_metrics
 
 log = logging.getLogger(__name__)
