@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from conftest import QUIET, compose_train, run_main
+from datafiles import IDX_NAMES, write_cifar10, write_idx_dataset
 from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from litvision.data.augment import augment_batch, cutout, random_crop, random_flip
 from litvision.data.datamodule import kfold_indices
 from litvision.data.datasets import ensure_available
 from litvision.data.loader import EpochSampler, TensorBatchLoader
-from litvision.data.synthetic import IDX_NAMES, is_synthetic, write_cifar10, write_idx_dataset, write_synthetic
+from litvision.data.synthetic import is_synthetic, write_synthetic
 from litvision.support.errors import DataError
 from litvision.support.instantiate import build
 

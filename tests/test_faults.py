@@ -24,10 +24,10 @@ import torch
 from lightning import Callback
 
 from conftest import DEBIAN_FASHION_MNIST, QUIET, ROOT, compose_train, require_real_data, run_main
+from datafiles import IDX_NAMES, idx_bytes, write_cifar10, write_idx_dataset
 from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from litvision.data.cifar import CIFAR10Files
 from litvision.data.datasets import ensure_available
-from litvision.data.synthetic import IDX_NAMES, idx_bytes, write_cifar10, write_idx_dataset
 from litvision.support.checkpoint import read_checkpoint
 from litvision.support.errors import DataError
 from litvision.tasks.train import train
