@@ -14,10 +14,13 @@ import torch
 from PIL import Image
 
 import litvision.data.folder_files as folder_files
-from conftest import QUIET, run_main
+from conftest import QUIET, compose_train, run_main
 from litvision.data import FolderDataModule, read_image
 from litvision.data.images import IMAGE_SUFFIXES
+from litvision.support.checkpoint import read_checkpoint
 from litvision.support.errors import DataError
+from litvision.tasks.predict import load_classifier, probability_model
+from litvision.tasks.train import train
 
 COLOURS = {"blue": (20, 40, 230), "green": (30, 220, 40), "red": (230, 30, 30)}  # sorted by name: labels 0, 1, 2
 
@@ -141,7 +144,8 @@ def test_mixed_folder_is_decoded_split_per_class_and_bad_files_skipped_with_one_
         assert torch.equal(dominant, torch.tensor([2, 1, 0])[labels]), split
     # Mean/std from the training split, per channel.
     train = data.splits["train"][0].float() / 255
-    assert torch.allclose(data.mean.flatten(), train.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert data.state_dict()["mean"] == pytest.approx(train.mean(dim=(0, 2, 3)).tolist(), abs=1e-4)
+    assert data.state_dict()["std"] == pytest.approx(train.std(dim=(0, 2, 3), correction=0).tolist(), abs=1e-4)
 
     with pytest.raises(DataError, match=r"not a readable image .*\(and 1 more\); data.on_bad_image=skip"):
         datamodule(root, on_bad_image="error").setup("fit")
@@ -153,7 +157,7 @@ def test_train_val_test_folders_are_used_as_given_and_grayscale_pad_works(tmp_pa
     data = datamodule(tmp_path, in_channels=1, resize="pad", image_size=12)
     data.setup("fit")
     assert {s: len(labels) for s, (_, labels) in data.splits.items()} == {"train": 24, "val": 9, "test": 12}
-    assert data.splits["train"][0].shape[1:] == (1, 12, 12) and data.mean.shape == (1, 1, 1, 1)
+    assert data.splits["train"][0].shape[1:] == (1, 12, 12) and len(data.state_dict()["mean"]) == 1
 
 
 def test_cache_is_reused_and_invalidated_when_a_file_or_a_setting_changes(tmp_path, monkeypatch):
@@ -251,6 +255,38 @@ def test_training_on_a_folder_learns_a_separable_task(tmp_path):
     (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
     assert metrics["test/acc"] >= 0.9, metrics  # chance: 1/3
+
+
+def test_a_folder_runs_statistics_travel_in_its_checkpoint_to_resume_predict_and_export(tmp_path):
+    root = write_colour_folder(tmp_path / "images", per_class=12)
+    args = ["data=folder", f"data.data_dir={root}", "data.image_size=8", "model=mlp", "logger=none", "test=false"]
+    train(compose_train([*args, *QUIET, "trainer.max_epochs=1"], tmp_path / "first"))
+    first = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    trained_with = FolderDataModule(data_dir=str(root), image_size=8)
+    trained_with.setup("fit")
+    stats = trained_with.state_dict()  # what the training split gives
+    saved = read_checkpoint(first)
+    assert saved["FolderDataModule"] == stats  # the data module's state, under its class name
+    assert saved["hyper_parameters"]["data_config"]["mean"] is None  # the model's config is the run's, untouched
+
+    # Prediction normalizes as the training batches were: the same probabilities for the same pixels.
+    model, data_config = probability_model(saved)
+    assert data_config["mean"] == pytest.approx(stats["mean"]) and data_config["std"] == pytest.approx(stats["std"])
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        trained = load_classifier(saved)(trained_with.prepare_batch(images, augment=False)).softmax(dim=1)
+        torch.testing.assert_close(model(images), trained)
+    run_main("export.py", f"ckpt_path={first}", "format=torchscript", f"hydra.run.dir={tmp_path / 'export'}")
+    meta = json.loads(first.with_suffix(".pt.json").read_text())
+    assert meta["mean"] == pytest.approx(stats["mean"]) and meta["std"] == pytest.approx(stats["std"])
+
+    # A resumed run keeps the statistics its weights were trained with, even after the folder changed.
+    for i in range(6):
+        Image.fromarray(np.full((20, 20, 3), 255, np.uint8)).save(root / "red" / f"white_{i}.png")
+    resumed = tmp_path / "resumed"
+    train(compose_train([*args, *QUIET, "trainer.max_epochs=2", f"ckpt_path={first}"], resumed))
+    continued = read_checkpoint(resumed / "checkpoints" / "last.ckpt")
+    assert continued["epoch"] == 1 and continued["FolderDataModule"] == saved["FolderDataModule"]
 
 
 @pytest.mark.slow

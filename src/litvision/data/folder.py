@@ -49,8 +49,9 @@ class FolderDataModule(ImageDataModule):
 
     ``num_classes`` and ``class_names`` default to the folder's class folders (the data config resolves
     them with ``${litvision.folder_classes:...}``); given ones must agree with the folder. ``mean`` and
-    ``std`` null: computed from the training split. ``on_bad_image``: "skip" (one warning listing every
-    unreadable file) or "error".
+    ``std`` null: computed from the training split and kept as the data module's state in every
+    checkpoint (:meth:`state_dict`). ``on_bad_image``: "skip" (one warning listing every unreadable
+    file) or "error".
     """
 
     dataset = "folder"
@@ -230,11 +231,33 @@ class FolderDataModule(ImageDataModule):
         mean, std = stats
         self.normalization = Normalization(mean, std)
         log.info("data mean %s, std %s (from the training split)", _rounded(mean), _rounded(std))
-        # The checkpoint's data config then holds the values, so evaluation and prediction use the same ones.
-        module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
-        data_config = getattr(module, "hparams", {}).get("data_config") if module is not None else None
-        if isinstance(data_config, dict):
-            data_config["mean"], data_config["std"] = _rounded(mean), _rounded(std)
+
+    # -- the statistics are data state: saved in every checkpoint -------------------------------
+    def state_dict(self) -> dict[str, list[float]]:
+        """``{"mean", "std"}`` the batches are normalized with.
+
+        Lightning saves it in each checkpoint under this class's name, and
+        :func:`litvision.support.checkpoint.saved_configs` puts it into the data config that eval,
+        predict and export read, so they normalize as training did.
+        """
+        return self.normalization.stats()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Resuming or testing from a checkpoint: its statistics, not the ones the folder gives today.
+
+        Called after :meth:`setup`; the weights were trained with the saved values, which differ from the
+        recomputed ones only if the folder changed since. Statistics given in the config stay.
+        """
+        if self.given_stats or "mean" not in state_dict:
+            return
+        restored, current = Normalization(state_dict["mean"], state_dict["std"]), self.normalization
+        if restored.stats() != current.stats():
+            saved, now = restored.stats(), current.stats()
+            log.info(
+                "data mean %s, std %s (from the checkpoint; the folder's training split now gives %s, %s)",
+                *(_rounded(values) for values in (saved["mean"], saved["std"], now["mean"], now["std"])),
+            )
+        self.normalization = restored
 
     # -- the dataloader path -------------------------------------------------------------------
     def _dataset(self, split: str) -> ImageFileDataset:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from hydra.utils import get_class
 
 from litvision.support.errors import CheckpointError, first_line
 
@@ -29,10 +30,27 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def saved_configs(checkpoint: dict) -> tuple[dict, dict]:
-    """(model config, data config) of a checkpoint from :func:`read_checkpoint`."""
+    """(model config, data config) of a checkpoint from :func:`read_checkpoint`.
+
+    The data config is the run's, with the data module's saved state filling the options it holds (a
+    folder run's mean/std, computed from its training split), so every reader gets the values training used.
+    """
     hparams = dict(checkpoint["hyper_parameters"])
-    data_config = hparams.pop(DATA_CONFIG_KEY)
+    data_config = dict(hparams.pop(DATA_CONFIG_KEY))
+    state = datamodule_state(checkpoint, data_config)
+    data_config.update({key: value for key, value in state.items() if key in data_config})
     return hparams, data_config
+
+
+def datamodule_state(checkpoint: dict, data_config: dict) -> dict:
+    """The data module's ``state_dict()``, which Lightning saves under the class's ``__qualname__`` ({} if none)."""
+    target = str(data_config.get("_target_", ""))
+    try:
+        name = get_class(target).__qualname__
+    except Exception:  # not importable here: a top-level class's qualname is its name
+        name = target.rsplit(".", 1)[-1]
+    state = checkpoint.get(name) if name else None
+    return dict(state) if isinstance(state, dict) else {}
 
 
 def check_resumable(checkpoint: dict, path: str | Path, net_config: dict) -> None:
