@@ -14,17 +14,11 @@ signal number (130 for SIGINT, 143 for SIGTERM). Under DDP (several processes), 
 Lightning: its SIGTERM handling stops every rank at the same batch and the checkpoint is saved there.
 In a SLURM job, SIGTERM's checkpoint is ``<run dir>/hpc_ckpt_<n>.ckpt`` instead, the name Lightning
 resumes from by itself when the requeued job starts in the same run folder (docs/training.md).
-
-Checkpoints are written through :class:`AtomicCheckpointIO` (installed by :class:`Interruption`):
-Lightning's own writer stages a checkpoint in the system temporary folder and moves it into place,
-which is a copy into the final file when that folder is on another file system (a tmpfs ``/tmp``, a
-cluster's network-mounted logs): a kill during that copy left a truncated ``last.ckpt``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import shlex
@@ -40,7 +34,6 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning import Callback
 from lightning.fabric.plugins.environments import SLURMEnvironment
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -95,29 +88,6 @@ def _signal_of(error: BaseException) -> int | None:
     return None
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file beside its target, flushed to disk, then renamed over it.
-
-    The rename is atomic on a local or network file system, so a reader (the next resume) sees the old
-    file or the new one, never part of one. Local paths only; remote URLs go to Lightning's writer.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        if storage_options is not None or "://" in str(path):
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        try:
-            with partial.open("wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
-
-
 class Interruption(Callback):
     """Stop cleanly on SIGINT/SIGTERM: checkpoint at a batch boundary, ``status.json``, the resume command.
 
@@ -139,11 +109,6 @@ class Interruption(Callback):
         self._requested: int | None = None
         self._previous: dict[int, Any] = {}
         self._state_to_restore: dict | None = None
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        # Only Lightning's default writer is replaced; a writer of the user's (trainer.plugins) stays.
-        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
     # -- signals ---------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
