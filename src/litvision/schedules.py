@@ -1,13 +1,20 @@
 """Learning-rate schedules: which ones are planned over the run's length, a warm-up cosine in closed form,
-and re-planning a saved schedule when a resumed run is longer or shorter than the first."""
+and re-planning a saved schedule when a resumed run is longer or shorter than the first (:class:`ReplanOnResume`)."""
 
 from __future__ import annotations
 
 import inspect
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 
 import torch
+from lightning import Callback, Trainer
+
+from litvision.support.errors import LitvisionError
+
+log = logging.getLogger(__name__)
 
 # The keys of the scheduler state dicts that hold the run's length (OneCycleLR's; WarmupCosine's, under
 # LambdaLR's lr_lambdas): a resumed run that is longer (or shorter) than planned takes them from the new
@@ -32,8 +39,88 @@ def is_plateau(factory) -> bool:
 
 
 def takes_length(factory) -> bool:
-    """Schedules planned over the whole run (one-cycle, warmup_cosine): ImageClassifier gives them total_steps."""
+    """Schedules planned over the whole run (one-cycle, warmup_cosine): scheduler_for_run gives them total_steps."""
     return "total_steps" in scheduler_parameters(factory)
+
+
+def scheduler_for_run(factory: Callable, optimizer: torch.optim.Optimizer, trainer: Trainer, interval: str):
+    """(the scheduler ``factory`` builds for ``optimizer``, the interval it steps at) for this trainer's run.
+
+    One-cycle always steps per batch; schedules planned over the whole run (:func:`takes_length`) get
+    its length in scheduler steps (``total_steps``) and, where they take it, ``steps_per_epoch``.
+    """
+    interval = "step" if is_one_cycle(factory) else interval
+    if takes_length(factory):
+        total, per_epoch = run_length(trainer, interval)
+        if is_one_cycle(factory):
+            # torch divides by (pct_start * total_steps - 1): very short runs (debug, tests) need a floor.
+            total = max(total, int(2 / factory.keywords.get("pct_start", 0.3)) + 1)
+        lengths = {"total_steps": total}
+        if "steps_per_epoch" in scheduler_parameters(factory) and not is_one_cycle(factory):
+            lengths["steps_per_epoch"] = per_epoch
+        factory = partial(factory, **lengths)
+    return factory(optimizer=optimizer), interval
+
+
+def run_length(trainer: Trainer, interval: str) -> tuple[int, int]:
+    """(the run's length in scheduler steps, scheduler steps per epoch) for ``trainer``."""
+    steps = trainer.estimated_stepping_batches  # also sets num_training_batches
+    if not math.isfinite(steps):
+        raise LitvisionError(
+            "this schedule needs a finite run: set trainer.max_epochs (or trainer.max_steps) to a positive value"
+        )
+    batches = trainer.num_training_batches
+    per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches)) if math.isfinite(batches) else 1
+    if interval == "step":
+        return max(int(steps), 1), per_epoch
+    return max(math.ceil(steps / per_epoch), 1), 1
+
+
+class ReplanOnResume(Callback):
+    """Train longer (or shorter) from a checkpoint: the saved schedule goes on over the new length.
+
+    Lightning loads the checkpoint's scheduler state after ``configure_optimizers``, and that state holds
+    the length planned by the first run: a one-cycle schedule would step past its end and raise. Between
+    the two (``on_fit_start``) the saved state dicts, still to be loaded, take the length keys of this
+    run's plan and keep their step counts, so a resume with the same ``trainer.max_epochs`` continues
+    exactly as the uninterrupted run. :class:`~litvision.classifier.ImageClassifier` adds this callback
+    for the schedules planned over the run.
+    """
+
+    def __init__(self) -> None:
+        self._saved: list[dict] | None = None
+        self._replanned = False
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # The same dict Lightning restores the schedulers from later in the fit: changed here in place.
+        self._saved = checkpoint.get("lr_schedulers")
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        saved, self._saved = self._saved, None
+        planned = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
+        if not saved or not planned:
+            return
+        before, after = planned_length(saved[0]), planned_length(planned[0])
+        self._replanned = any([take_plan(old, new) for old, new in zip(saved, planned)])
+        if self._replanned:
+            was = f"{before} steps" if before is not None else "another length"
+            log.info(
+                "resumed with trainer.max_epochs=%s: the learning-rate schedule is re-planned over %s scheduler steps"
+                " (was %s)",
+                trainer.max_epochs,
+                after,
+                was,
+            )
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not self._replanned:
+            return
+        self._replanned = False
+        # The restored optimizer holds the lr the old plan set last (the end of its anneal): set the new
+        # plan's lr for this step by stepping onto it again (last_epoch is the step count step() advances).
+        for config in trainer.lr_scheduler_configs:
+            config.scheduler.last_epoch -= 1
+            config.scheduler.step()
 
 
 def take_plan(saved: dict, planned: dict) -> bool:
