@@ -106,7 +106,7 @@ class ImageClassifier(LightningModule):
         check_finetuning(init_from, freeze_epochs)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.example_input_array = torch.zeros(1, *input_shape)
-        collection = build_metrics(metrics)
+        collection = build_metrics(metrics, num_classes)
         # Attributes, not a ModuleDict keyed by stage: a "train" key would shadow nn.Module.train.
         for stage in STAGES:
             setattr(self, f"{stage}_metrics", collection.clone(prefix=f"{stage}/"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+import torch
 from hydra.utils import instantiate
 from torchmetrics import Metric, MetricCollection
 
@@ -31,8 +32,12 @@ def accuracy_only(num_classes: int) -> dict:
     }
 
 
-def build_metrics(configs: Mapping[str, Mapping | None] | None) -> MetricCollection:
-    """One collection from ``{name: config}``; an entry set to null is left out. Bad entries fail in one line."""
+def build_metrics(configs: Mapping[str, Mapping | None] | None, num_classes: int) -> MetricCollection:
+    """One collection from ``{name: config}``; an entry set to null is left out. Bad entries fail in one line.
+
+    Each metric takes one throwaway batch of ``num_classes`` logits first: options that only fail on
+    data (top-5 of three classes) fail here, not after the data has loaded.
+    """
     configs = {name: config for name, config in (configs or {}).items() if config}
     if REQUIRED not in configs:
         raise LitvisionError(
@@ -51,6 +56,12 @@ def build_metrics(configs: Mapping[str, Mapping | None] | None) -> MetricCollect
             raise LitvisionError(f"invalid model.metrics.{name} config: {first_line(cause)}") from None
         if not isinstance(metric, Metric):
             raise LitvisionError(f"model.metrics.{name} builds a {type(metric).__name__}, not a torchmetrics Metric")
+        try:
+            metric.clone().update(torch.zeros(2, num_classes), torch.zeros(2, dtype=torch.long))
+        except Exception as err:
+            raise LitvisionError(
+                f"invalid model.metrics.{name} config for {num_classes} classes: {first_line(err)}"
+            ) from None
         metrics[name] = metric
     # No compute groups: each metric keeps its own states, so checkpoints save and restore them one by one.
     return MetricCollection(metrics, compute_groups=False)
