@@ -3,10 +3,10 @@
 While training, the first signal only sets a flag: the run stops at the end of the current training
 batch, where Lightning's loop state is consistent, and saves ``interrupted.ckpt`` there. Resuming from
 it continues with the next batch of the same epoch: the loop state says where, the data module's
-training loader skips the batches already done, and this callback's state (saved in every
-checkpoint, ``last.ckpt`` too) puts the random generators back where they were, so dropout and
-augmentation draw what an uninterrupted run would have drawn. A second Ctrl-C stops at once
-(Lightning's own handling; the checkpoint is then written where it stopped).
+training loader skips the batches already done, and
+:class:`~litvision.callbacks.rng_state.RandomStateCheckpoint` (its own callback, ``callbacks.rng_state``)
+puts the random generators back where they were. A second Ctrl-C stops at once (Lightning's own
+handling; the checkpoint is then written where it stopped).
 
 The run then leaves ``status.json`` with ``interrupted``, the signal and the checkpoint to resume
 from, logs the command that resumes it, and :func:`litvision.support.cli.run_task` exits with 128 + the
@@ -19,7 +19,6 @@ resumes from by itself when the requeued job starts in the same run folder (docs
 from __future__ import annotations
 
 import logging
-import random
 import re
 import shlex
 import signal
@@ -29,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning import Callback
 from lightning.fabric.plugins.environments import SLURMEnvironment
@@ -108,7 +105,6 @@ class Interruption(Callback):
         self.dirpath, self.run_dir, self.filename, self.command = Path(dirpath), Path(run_dir), filename, command
         self._requested: int | None = None
         self._previous: dict[int, Any] = {}
-        self._state_to_restore: dict | None = None
 
     # -- signals ---------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
@@ -137,11 +133,6 @@ class Interruption(Callback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous = {}
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self._state_to_restore is not None:  # first batch after resuming: the generators as they were
-            _set_rng_state(self._state_to_restore["rng"])
-            self._state_to_restore = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._requested is not None:
@@ -204,33 +195,3 @@ class Interruption(Callback):
         if HydraConfig.initialized():
             overrides = [o for o in HydraConfig.get().overrides.task if not o.split("=", 1)[0].endswith("ckpt_path")]
         return " ".join([self.command, *(shlex.quote(o) for o in overrides), shlex.quote(f"ckpt_path={ckpt_path}")])
-
-    # -- random generators in every checkpoint ------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": _rng_state()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._state_to_restore = state_dict if "rng" in state_dict else None
-
-
-def _rng_state() -> dict[str, Any]:
-    """torch (CPU and CUDA), numpy and Python generator states, as types a weights-only load accepts."""
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(position), int(has_gauss), cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
