@@ -153,7 +153,9 @@ class ImageClassifier(LightningModule):
         loss = self.criterion(logits, labels)
         logits = logits.detach()
         getattr(self, f"{stage}_metrics").update(logits, labels)
-        getattr(self, f"{stage}_loss").update(loss.detach(), weight=labels.shape[0])
+        # The batch's mean loss once per example (a view, no copy): the epoch's loss is the mean over its examples.
+        # (MeanMetric's weight= would do it, but nan_strategy="disable" replaces the weights with ones.)
+        getattr(self, f"{stage}_loss").update(loss.detach().expand(labels.shape[0]))
         return loss, logits
 
     def training_step(self, batch, batch_idx):
