@@ -216,6 +216,27 @@ def test_folder_problems_are_one_clear_error(layout, message, tmp_path):
         datamodule(tmp_path, num_classes=num_classes).setup("fit")
 
 
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"in_channels": 4}, "data.in_channels must be 1 or 3"),
+        ({"image_size": 0}, "data.image_size must be an integer >= 1"),
+        ({"resize": "stretch"}, "data.resize must be one of crop, pad"),
+        ({"on_bad_image": "ignore"}, "data.on_bad_image"),
+        ({"val_fraction": 1.0}, "data.val_fraction must be in [0, 1)"),
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, "data.val_fraction + data.test_fraction must be < 1"),
+        ({"decode_threads": 0}, "data.decode_threads"),
+        ({"mean": [0.5, 0.5, 0.5]}, "data.mean and data.std: give both or neither"),
+        ({"augment": {"flip": "yes"}}, "data.augment.flip"),  # the options every data module has
+    ],
+)
+def test_bad_folder_options_are_one_line_before_any_file_is_decoded(options, message, tmp_path):
+    root = write_colour_folder(tmp_path / "images", per_class=2)
+    with pytest.raises(DataError, match=re.escape(message)) as caught:
+        datamodule(root, **options)
+    assert "\n" not in str(caught.value) and not list(root.glob(".litvision-cache-*"))
+
+
 def test_missing_folder_is_one_line_at_the_command_line(tmp_path):
     nowhere = tmp_path / "nowhere"
     result = run_main("train.py", "data=folder", f"data.data_dir={nowhere}", f"paths.root_dir={tmp_path}", check=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+AUGMENT_KEYS = ("crop_padding", "flip", "cutout_size")  # augment_batch's options, the keys of data.augment
+
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Pad by ``padding`` (reflect) and cut a randomly placed crop of the original size from each sample."""

@@ -18,6 +18,7 @@ from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.data.normalization import Normalization
 from litvision.data.synthetic import is_synthetic
 from litvision.support.errors import DataError
+from litvision.support.options import check_data_options
 
 log = logging.getLogger(__name__)
 
@@ -90,28 +91,29 @@ class ImageDataModule(LightningDataModule):
         fold: int = 0,
     ):
         super().__init__()
-        native_channels, native_side = self.native_shape
-        self.in_channels = in_channels or native_channels
-        self.image_size = image_size or native_side
-        if self.in_channels != native_channels:
-            raise DataError(f"{self.dataset} has {native_channels} channel(s); data.in_channels={in_channels}")
-        if batch_size < 1 or val_size < 0:
-            raise DataError(f"data.batch_size must be >= 1 and data.val_size >= 0 (got {batch_size}, {val_size})")
-        if loader not in ("tensor", "dataloader"):
-            raise DataError(f"data.loader must be 'tensor' or 'dataloader', got {loader!r}")
-        if len(class_names) != num_classes or len(mean) != self.in_channels or len(std) != self.in_channels:
-            raise DataError(f"{self.dataset}: num_classes, class_names, mean and std disagree in the data config")
-        _check_options(
-            self.image_size if image_size is None else image_size,  # null: the files' own size
+        check_data_options(
+            self.dataset,
+            self.native_shape,
+            in_channels=in_channels,
+            image_size=image_size,
+            batch_size=batch_size,
             eval_batch_size=eval_batch_size,
+            val_size=val_size,
             split_seed=split_seed,
             shuffle_seed=shuffle_seed,
-            num_workers=num_workers,
+            num_classes=num_classes,
+            class_names=class_names,
+            mean=mean,
             std=std,
             augment=augment,
+            loader=loader,
+            num_workers=num_workers,
             flags={"download": download, "keep_on_device": keep_on_device},
+            num_folds=num_folds,
+            fold=fold,
         )
-        _check_folds(num_folds, fold)
+        native_channels, native_side = self.native_shape
+        self.in_channels, self.image_size = in_channels or native_channels, image_size or native_side
         self.num_folds, self.fold = num_folds, fold
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
@@ -253,9 +255,6 @@ class CIFAR10DataModule(ImageDataModule):
     native_shape = (3, 32)
 
 
-AUGMENT_KEYS = ("crop_padding", "flip", "cutout_size")  # augment_batch's options
-
-
 def kfold_indices(labels: torch.Tensor, num_folds: int, fold: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, val) indices of fold ``fold`` of ``num_folds``: stratified, disjoint folds that cover ``labels``.
 
@@ -274,59 +273,3 @@ def kfold_indices(labels: torch.Tensor, num_folds: int, fold: int, seed: int) ->
         raise DataError(f"data.num_folds={num_folds} needs at least {num_folds} training examples (got {len(order)})")
     in_fold = torch.arange(len(order)) % num_folds == fold
     return order[~in_fold].sort().values, order[in_fold].sort().values
-
-
-def _check_folds(num_folds, fold) -> None:
-    def whole(value) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    if num_folds is None:
-        if fold != 0:
-            raise DataError(f"data.fold={fold!r} needs data.num_folds=<K> (k-fold cross-validation)")
-        return
-    if not whole(num_folds) or num_folds < 2:
-        raise DataError(f"data.num_folds must be null or an integer >= 2 (got {num_folds!r})")
-    if not whole(fold) or not 0 <= fold < num_folds:
-        raise DataError(
-            f"data.fold must be an integer in [0, {num_folds}) for data.num_folds={num_folds} (got {fold!r})"
-        )
-
-
-def _check_options(
-    image_size: int,
-    eval_batch_size: int | None,
-    split_seed: int,
-    shuffle_seed: int,
-    num_workers: int,
-    std: Sequence[float],
-    augment: dict | None,
-    flags: dict[str, object],
-) -> None:
-    """The data options with a range or a fixed set of values: a bad one fails here, in one line."""
-
-    def whole(value, lowest: int) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= lowest
-
-    counts = {"image_size": (image_size, 1), "split_seed": (split_seed, 0), "num_workers": (num_workers, 0)}
-    counts["shuffle_seed"] = (shuffle_seed, 0)  # ${seed} by default: train.py draws one for seed=null
-    if eval_batch_size is not None:
-        counts["eval_batch_size"] = (eval_batch_size, 1)
-    for name, (value, lowest) in counts.items():
-        if not whole(value, lowest):
-            raise DataError(f"data.{name} must be an integer >= {lowest} (got {value!r})")
-    if any(not value > 0 for value in std):
-        raise DataError(f"data.std must be > 0 in every channel (got {list(std)})")
-    for name, value in flags.items():
-        if not isinstance(value, bool):
-            raise DataError(f"data.{name} must be true or false (got {value!r})")
-    augment = dict(augment or {})
-    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
-    if unknown:
-        raise DataError(f"data.augment has unknown key(s) {', '.join(unknown)}; known: {', '.join(AUGMENT_KEYS)}")
-    if not isinstance(augment.get("flip", False), bool):
-        raise DataError(f"data.augment.flip must be true or false (got {augment['flip']!r})")
-    # Reflect padding needs less than the image side; a cutout square no larger than the image.
-    for name, below in (("crop_padding", image_size), ("cutout_size", image_size + 1)):
-        value = augment.get(name, 0)
-        if not whole(value, 0) or value >= below:
-            raise DataError(f"data.augment.{name} must be an integer in [0, {below}) (got {value!r})")

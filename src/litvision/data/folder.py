@@ -20,7 +20,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from litvision.data.datamodule import ImageDataModule
-from litvision.data.folder_classes import class_root, folder_class_names
 from litvision.data.folder_files import (
     CACHE_VERSION,
     SPLIT_FOLDERS,
@@ -34,9 +33,9 @@ from litvision.data.folder_files import (
     scan_folder,
     stratified_carve,
 )
-from litvision.data.images import RESIZE_MODES
 from litvision.data.normalization import Normalization
 from litvision.support.errors import DataError
+from litvision.support.options import check_folder_options
 
 log = logging.getLogger(__name__)
 
@@ -73,42 +72,22 @@ class FolderDataModule(ImageDataModule):
         decode_threads: int | None = None,
         **kwargs,
     ):
-        if not data_dir:
-            raise DataError("data=folder needs data.data_dir=<folder with one subfolder of images per class>")
-        if in_channels not in (1, 3):
-            raise DataError(f"data.in_channels must be 1 or 3 for data=folder (got {in_channels!r})")
-        if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
-            raise DataError(f"data.image_size must be an integer >= 1 (got {image_size!r})")
-        if resize not in RESIZE_MODES:
-            raise DataError(f"data.resize must be one of {', '.join(RESIZE_MODES)} (got {resize!r})")
-        if on_bad_image not in ("skip", "error"):
-            raise DataError(f"data.on_bad_image must be 'skip' or 'error' (got {on_bad_image!r})")
-        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise DataError(f"data.{name} must be in [0, 1) (got {value!r})")
-        if val_fraction + test_fraction >= 1:
-            raise DataError(f"data.val_fraction + data.test_fraction must be < 1 (got {val_fraction + test_fraction})")
-        if decode_threads is not None and (not isinstance(decode_threads, int) or decode_threads < 1):
-            raise DataError(f"data.decode_threads must be null or an integer >= 1 (got {decode_threads!r})")
-        found = folder_class_names(data_dir)
-        if len(found) < 2:
-            raise DataError(
-                f"{class_root(data_dir)} has one class folder ({found[0]}); classification needs two or more"
-            )
-        if num_classes is not None and num_classes != len(found):
-            raise DataError(
-                f"data.num_classes={num_classes} but {class_root(data_dir)} has {len(found)} class folders "
-                f"({', '.join(found)}); leave data.num_classes unset to take it from the folder"
-            )
-        if class_names and list(class_names) != found:
-            raise DataError(
-                f"data.class_names {list(class_names)} differ from the class folders of {class_root(data_dir)} "
-                f"({found}); leave data.class_names unset to take them from the folder"
-            )
+        found = check_folder_options(
+            data_dir,
+            num_classes=num_classes,
+            class_names=class_names,
+            in_channels=in_channels,
+            image_size=image_size,
+            resize=resize,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            mean=mean,
+            std=std,
+            on_bad_image=on_bad_image,
+            decode_threads=decode_threads,
+        )
         self.native_shape = (in_channels, image_size)  # what read_image produces
         self.given_stats = mean is not None and std is not None
-        if (mean is None) != (std is None):
-            raise DataError("data.mean and data.std: give both or neither (neither: computed from the training split)")
         kwargs.pop("val_size", None)  # the folder's split comes from the fractions (or val/)
         super().__init__(
             data_dir=data_dir,
