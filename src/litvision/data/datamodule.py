@@ -38,6 +38,7 @@ class _ResumableBatchLoader(TensorBatchLoader):
     def _batches_done(self) -> int:
         if not self._trainer.training:
             return 0
+        # Lightning internal: the public loader state_dict is not restored once estimated_stepping_batches ran (#20550)
         return int(self._trainer.fit_loop.epoch_loop.batch_progress.current.ready)
 
     def __iter__(self):
@@ -47,7 +48,8 @@ class _ResumableBatchLoader(TensorBatchLoader):
             log.info("resuming the epoch at training batch %d", skip)
         yield from self.batches(skip)
 
-    # Lightning's resumable-loader interface: the position comes from the loop state, nothing to add.
+    # Lightning's resumable-loader interface, which marks the loader as resumable (no mid-epoch warning);
+    # the position comes from the loop state above, so there is nothing to save.
     def state_dict(self) -> dict:
         return {}
 

@@ -41,6 +41,7 @@ def ranks_started_externally() -> bool:
 
 
 class _SweepSafeDDPStrategy(DDPStrategy):
+    # Lightning internal: choosing the launcher has no public hook; Lightning's own strategies override this one.
     def _configure_launcher(self) -> None:
         super()._configure_launcher()
         if isinstance(self._launcher, _MultiProcessingLauncher):
@@ -53,6 +54,7 @@ class _EpochKeepingLauncher(_MultiProcessingLauncher):
 
     def get_extra_results(self, trainer) -> dict[str, Any]:
         extra = super().get_extra_results(trainer)
+        # Lightning internal: trainer.current_epoch is read-only; the fit loop's epoch progress is what it reads.
         extra[_EPOCHS_KEY] = trainer.fit_loop.epoch_progress.state_dict()
         return extra
 
@@ -60,4 +62,4 @@ class _EpochKeepingLauncher(_MultiProcessingLauncher):
         progress = extra.pop(_EPOCHS_KEY, None)
         super().update_main_process_results(trainer, extra)
         if progress is not None and trainer.state.fn == "fit":
-            trainer.fit_loop.epoch_progress.load_state_dict(progress)
+            trainer.fit_loop.epoch_progress.load_state_dict(progress)  # the internal read above, written back
