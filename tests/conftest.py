@@ -28,7 +28,6 @@ if _WORKERS > 1:
     _THREADS = max(1, (os.cpu_count() or 1) // _WORKERS)
     os.environ["OMP_NUM_THREADS"] = str(_THREADS)
     torch.set_num_threads(_THREADS)
-sys.path.insert(0, str(ROOT / "scripts"))  # the benchmark's harness lives beside its script
 CONF_DIR = ROOT / "conf"
 # CI clones the repository with shared/ beside it; LITVISION_MNIST17K points elsewhere.
 MNIST_17K = Path(os.environ.get("LITVISION_MNIST17K", ROOT.parent / "shared" / "data" / "mnist-17k"))

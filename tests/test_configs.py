@@ -169,7 +169,6 @@ def test_local_example_composes_uncommented(conf_copy):
     for name, overrides in (
         ("train", []),
         ("eval", ["ckpt_path=x.ckpt"]),
-        ("benchmark", []),
         ("predict", ["ckpt_path=x.ckpt"]),
         ("export", ["ckpt_path=x.ckpt"]),
     ):

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUIET, compose_train, run_main
+from conftest import QUIET, compose_train
 from datafiles import IDX_NAMES, write_cifar10, write_idx_dataset
 from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from litvision.data.augment import augment_batch, cutout, random_crop, random_flip
 from litvision.data.datamodule import kfold_indices
 from litvision.data.datasets import ensure_available
 from litvision.data.loader import EpochSampler, TensorBatchLoader
-from litvision.data.synthetic import is_synthetic, write_synthetic
 from litvision.support.errors import DataError
 from litvision.support.instantiate import build
 
@@ -170,34 +169,6 @@ def test_bad_data_options_are_reported(tmp_path):
         mnist(tmp_path).setup("fit")
 
 
-@pytest.mark.parametrize(
-    "dataset,module,facts,shape",
-    [("mnist", MNISTDataModule, MNIST_FACTS, (1, 28, 28)), ("cifar10", CIFAR10DataModule, CIFAR_FACTS, (3, 32, 32))],
-)
-def test_synthetic_files_parse_like_the_real_ones_and_say_so(dataset, module, facts, shape, tmp_path, caplog):
-    folder = write_synthetic(dataset, tmp_path, train=233, test=17)
-    assert is_synthetic(dataset, tmp_path) and (folder / "SYNTHETIC.txt").is_file()
-    datamodule = module(data_dir=str(tmp_path), val_size=33, download=False, **facts)
-    with caplog.at_level("WARNING", logger="litvision.data.datamodule"):
-        datamodule.setup("fit")
-    assert datamodule.synthetic and "synthetic" in caplog.text
-    (train_x, train_y), (test_x, _) = datamodule.splits["train"], datamodule.splits["test"]
-    assert train_x.shape == (200, *shape) and train_x.dtype == torch.uint8 and len(test_x) == 17
-    assert set(train_y.tolist()) <= set(range(10)) and len(set(train_y.tolist())) > 5
-    # Written once: a second call refuses instead of overwriting whatever is there now.
-    before = {path.name: path.read_bytes() for path in folder.iterdir()}
-    with pytest.raises(DataError, match="exists"):
-        write_synthetic(dataset, tmp_path, train=50, test=5)
-    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
-
-
-def test_files_without_the_marker_are_not_called_synthetic(tmp_path):
-    write_cifar10(tmp_path, per_batch=20, test=10)
-    datamodule = CIFAR10DataModule(data_dir=str(tmp_path), val_size=10, download=False, **CIFAR_FACTS)
-    datamodule.setup("fit")
-    assert not datamodule.synthetic and not is_synthetic("cifar10", tmp_path)
-
-
 def test_dataloader_path_yields_the_same_examples_as_the_tensor_path(tiny_data_dir, tmp_path):
     batches = {}
     for loader in ("tensor", "dataloader"):
@@ -250,14 +221,6 @@ def test_lightning_sets_the_sampler_epoch_also_when_resuming(tiny_data_dir, tmp_
     trainer.save_checkpoint(checkpoint)
     resumed, _ = fit(3, ckpt_path=str(checkpoint))
     assert resumed == [(2, 2)], "a resumed run must continue the per-epoch data order"
-
-
-def test_synthetic_data_script_refuses_to_overwrite_in_one_line(tmp_path):
-    run_main("synthetic_data.py", "mnist", str(tmp_path), "--train", "20", "--test", "5")
-    kept = (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes()
-    result = run_main("synthetic_data.py", "mnist", str(tmp_path), "--train", "30", "--test", "6", check=False)
-    assert result.returncode == 2 and "exists" in result.stderr and "Traceback" not in result.stderr
-    assert (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes() == kept
 
 
 # -- k-fold cross-validation ------------------------------------------------------------------------

@@ -81,9 +81,6 @@ INVALID = [
     (["callbacks.model_checkpoint.save_top_k=-2"], "invalid callbacks.model_checkpoint config"),
     (["callbacks.model_checkpoint.mode=up"], "invalid callbacks.model_checkpoint config"),
     (["callbacks=[default,early_stopping]", "callbacks.early_stopping.mode=up"], "callbacks.early_stopping"),
-    # runtime
-    (["runtime.malloc_mmap_threshold_mb=64"], "runtime.malloc_mmap_threshold_mb"),
-    (["runtime.malloc_trim_threshold_mb=-1"], "runtime.malloc_trim_threshold_mb"),
 ]
 
 

@@ -16,7 +16,6 @@ from litvision.data.augment import augment_batch
 from litvision.data.datasets import DATASETS, ensure_available, load_split
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.data.normalization import Normalization
-from litvision.data.synthetic import is_synthetic
 from litvision.support.errors import DataError
 from litvision.support.options import check_data_options
 
@@ -126,7 +125,6 @@ class ImageDataModule(LightningDataModule):
         self.loader, self.num_workers, self.keep_on_device = loader, num_workers, keep_on_device
         self.normalization = Normalization(mean, std)
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.synthetic = False  # set by setup(): the files were written by scripts/synthetic_data.py
 
     # -- files ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -135,14 +133,6 @@ class ImageDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        self.synthetic = is_synthetic(self.dataset, self.data_dir)
-        if self.synthetic:
-            log.warning(
-                "%s holds synthetic %s files (scripts/synthetic_data.py): fine for timing, "
-                "but accuracy on them says nothing about the real dataset",
-                self.data_dir,
-                self.dataset,
-            )
         # Each split is checked against the config: label range, one label per image, the declared shape.
         checks = {"num_classes": self.num_classes, "shape": self.native_shape}
         images, labels = load_split(self.dataset, self.data_dir, train=True, **checks)

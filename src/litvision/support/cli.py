@@ -15,7 +15,6 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from litvision.runtime import apply_runtime
 from litvision.support.errors import LitvisionError
 
 
@@ -28,7 +27,6 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
     resume) exits with 130 or 143, without a traceback, also in a multirun: the sweep stops there.
     """
     try:
-        apply_runtime(cfg.get("runtime"))
         metrics = task(cfg)
     except LitvisionError as err:
         if in_multirun():

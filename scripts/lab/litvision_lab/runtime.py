@@ -1,4 +1,4 @@
-"""Process-wide settings a task applies before it builds anything (conf/runtime)."""
+"""Process-wide settings the benchmark applies before it builds anything (scripts/lab/conf/runtime/)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def tune_glibc_malloc(mmap_threshold_mb: float | None, trim_threshold_mb: float 
     as system time. Fixed thresholds keep those blocks in the heap for reuse (the same reason
     PyTorch's CPU tuning guide suggests jemalloc or tcmalloc). Setting the environment variables
     ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` does the same from outside the process.
-    Opt-in (``runtime=cpu_tuned``): docs/performance.md has the measured effect.
+    Opt-in: ``runtime=cpu_tuned``.
     """
     if mmap_threshold_mb is None and trim_threshold_mb is None:
         return False

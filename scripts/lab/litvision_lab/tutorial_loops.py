@@ -5,8 +5,8 @@ the tutorial's number not hold on this machine and this data? This script answer
 tutorial's loop as ``../shared/SEEDS.md`` describes it (its net, its data scaling, its optimizer, its
 loss, its test pass; no Lightning and no litvision in the loop) on the same files the experiments read:
 
-    python scripts/tutorial_loops.py                                   # seed000, seed002_lenet, seed004_mlp
-    python scripts/tutorial_loops.py --tutorials seed000 --seeds 420,0,1,2 --record docs/tutorial_loops.md
+    python scripts/lab/tutorial_loops.py                               # seed000, seed002_lenet, seed004_mlp
+    python scripts/lab/tutorial_loops.py --tutorials seed000 --seeds 420,0,1,2 --record docs/tutorial_loops.md
 
 - ``seed000``: the Fashion-MNIST CNN, 9 epochs; its test pass as written (train mode, raw 0-255 pixels)
   and in eval mode on [0, 1] pixels, as the template tests.
@@ -25,7 +25,6 @@ import argparse
 import copy
 import gzip
 import math
-import os
 import statistics
 import sys
 import time
@@ -38,12 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from machine_info import machine
-from reproduce_page import LOOP_OF, TUTORIAL_ACC, commit
+from litvision_lab.machine_info import machine
+from litvision_lab.paths import MNIST_17K
+from litvision_lab.reproduce_page import LOOP_OF, TUTORIAL_ACC, commit
 
-ROOT = Path(__file__).resolve().parents[1]
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-MNIST_DIR = Path(os.environ.get("LITVISION_MNIST17K", ROOT.parent / "shared" / "data" / "mnist-17k"))
 
 
 class InputError(Exception):
@@ -217,7 +215,7 @@ def record(page: Path, argv: list[str], lines: list[str]) -> None:
         "",
         f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit()}",
         "",
-        f"`python scripts/tutorial_loops.py {' '.join(argv)}`",
+        f"`python scripts/lab/tutorial_loops.py {' '.join(argv)}`",
         "",
         f"Machine: {machine()}, torch {torch.__version__}.",
         "",
@@ -233,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--record", type=Path, help="append the table to this markdown page")
     parser.add_argument("--fashion-dir", type=Path, default=FASHION_DIR, help="Fashion-MNIST's idx files (gzip or not)")
-    parser.add_argument("--mnist-dir", type=Path, default=MNIST_DIR, help="MNIST's idx files (gzip or not)")
+    parser.add_argument("--mnist-dir", type=Path, default=MNIST_17K, help="MNIST's idx files (gzip or not)")
     parser.add_argument("--steps", type=int, help="stop each run after this many optimizer steps (a quick check)")
     args = parser.parse_args(argv)
     names = args.tutorials.split(",")

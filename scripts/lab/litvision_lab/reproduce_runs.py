@@ -1,4 +1,4 @@
-"""scripts/reproduce.py's runs: what each experiment needs and whether this machine has it, its runs (one
+"""scripts/lab/reproduce.py's runs: what each experiment needs and whether this machine has it, its runs (one
 process per seed), and which finished runs can be reused."""
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from pathlib import Path
 import yaml
 
 from litvision.sweeps.records import METRICS_FILE, read_json, write_json
+from litvision_lab.paths import CONF_DIR, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
 RECORD_FILE = "reproduce.json"  # per run dir: the command, its exit status and wall time
 
 
@@ -86,7 +85,7 @@ def plan_experiment(experiment: str, extra: list[str], mnist_dir: Path | None, d
     from omegaconf import OmegaConf
 
     from litvision.data.datasets import DATASETS
-    from litvision.data.synthetic import OFFICIAL_SIZES, is_synthetic
+    from litvision_lab.synthetic import OFFICIAL_SIZES, is_synthetic
 
     plan = Plan(experiment)
     try:

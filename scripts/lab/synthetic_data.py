@@ -1,13 +1,13 @@
 """Write a synthetic copy of a dataset, in its real file format, for timing where the real files are missing.
 
-    python scripts/synthetic_data.py cifar10 data/synthetic        # 50,000 + 10,000 images of CIFAR-10's shape
-    python scripts/benchmark.py model=resnet data=cifar10 data.data_dir=data/synthetic trainer=gpu \
+    python scripts/lab/synthetic_data.py cifar10 data/synthetic    # 50,000 + 10,000 images of CIFAR-10's shape
+    python scripts/lab/benchmark.py model=resnet data=cifar10 data.data_dir=data/synthetic trainer=gpu \
         trainer.precision=bf16-mixed data.batch_size=512
 
 The files go where torchvision reads them under the folder given (``<folder>/cifar-10-batches-py/``),
-with a SYNTHETIC.txt marker: training on them logs a warning, and the benchmark's table says
-"synthetic". Images are noise with a bright square per class (learnable, so accuracies can still be
-compared between loops) and say nothing about the real dataset. Existing files are never overwritten.
+with a SYNTHETIC.txt marker, so the benchmark's table says "SYNTHETIC". Images are noise with a bright
+square per class (learnable, so accuracies can still be compared between loops) and say nothing about
+the real dataset. Existing files are never overwritten.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import argparse
 import sys
 
 from litvision.data.datasets import DATASETS
-from litvision.data.synthetic import write_synthetic
 from litvision.support.errors import LitvisionError
+from litvision_lab.synthetic import write_synthetic
 
 
 def main(argv: list[str] | None = None) -> int:

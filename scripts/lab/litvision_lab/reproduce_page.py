@@ -1,4 +1,4 @@
-"""docs/results.md and README's results rows from scripts/reproduce.py's runs: the table, the verdicts
+"""docs/results.md and README's results rows from scripts/lab/reproduce.py's runs: the table, the verdicts
 against the tutorials' numbers and the goals, and the tutorials' own loops as the control."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import subprocess
 from datetime import date
 from pathlib import Path
 
-from machine_info import machine
-from reproduce_runs import ROOT, Plan
+from litvision_lab.machine_info import machine
+from litvision_lab.paths import ROOT
+from litvision_lab.reproduce_runs import Plan
 
 DEFAULT_OUTPUT = ROOT / "docs" / "results.md"
-LOOPS_PAGE = ROOT / "docs" / "tutorial_loops.md"  # scripts/tutorial_loops.py's records: the tutorials' own loops
+LOOPS_PAGE = ROOT / "docs" / "tutorial_loops.md"  # scripts/lab/tutorial_loops.py's records: the tutorials' own loops
 LOOP_OF = {"seed000_fashion_cnn": "seed000", "seed002_lenet": "seed002_lenet", "seed004_mlp": "seed004_mlp"}
 
 TUTORIALS = [
@@ -56,7 +57,7 @@ for the same network (`*_better`: same layers and parameter count, better traini
 recipes per dataset (`*_best`, `*_speedrun`). This page is written by
 
 ```bash
-python scripts/reproduce.py --set all            # or --set tutorials|better|best, --experiments a,b --seeds 0,1,2
+python scripts/lab/reproduce.py --set all        # or --set tutorials|better|best, --experiments a,b --seeds 0,1,2
 ```
 
 which runs every experiment once per seed (`python scripts/train.py experiment=<e> seed=<s>`, run folders
@@ -81,7 +82,7 @@ README), every experiment on it: those a call does not run come from their finis
   time per run is within it.
 - **wall per run**: from the command to the process's exit, imports and the test included; mean over seeds.
 - **control**: where a tutorial recipe lands below the tutorial's number, the tutorial's own loop in plain
-  PyTorch, run here on the same files by `scripts/tutorial_loops.py`, tells whether the template or the
+  PyTorch, run here on the same files by `scripts/lab/tutorial_loops.py`, tells whether the template or the
   tutorial's number is off: [tutorial_loops.md](tutorial_loops.md).
 - A run that needs what the machine lacks (CIFAR-10 files, a GPU, MNIST) is listed as skipped, with why.
 - **Wall times depend on the CPU** (the line below names its vector instructions): the speedrun and best

@@ -1,10 +1,10 @@
-"""scripts/tutorial_loops.py: the tutorials' own loops, the control for docs/results.md, on real idx files."""
+"""scripts/lab/tutorial_loops.py: the tutorials' own loops, the control for docs/results.md, on real idx files."""
 
 from __future__ import annotations
 
 import gzip
 
-import tutorial_loops
+from litvision_lab import tutorial_loops
 
 
 def _rows(page: str) -> dict[str, list[str]]:
@@ -27,7 +27,7 @@ def test_loops_train_repeatably_and_append_their_table(tiny_data_dir, tmp_path):
     assert tutorial_loops.main(args) == 0
     text = page.read_text()
     assert text.startswith("# Runs\n"), "the page's own text stays; the table is appended"
-    assert "`python scripts/tutorial_loops.py --tutorials seed000,seed004_mlp" in text and ", commit " in text
+    assert "`python scripts/lab/tutorial_loops.py --tutorials seed000,seed004_mlp" in text and ", commit " in text
     rows = _rows(text)
     assert set(rows) == {"`seed000`", "`seed004_mlp`"}
     fashion, mlp = rows["`seed000`"], rows["`seed004_mlp`"]

@@ -6,7 +6,7 @@ batches: inside Trainer.fit, outside (a)'s clock, (b) and (c) train as many batc
 epoch k while (a) is in its epoch k (see :class:`TakeTurns`). A slow spell of a shared machine (other
 tenants, a busy neighbour core) then hits every way alike instead of whichever ran at the time: run
 one after another, the same way's epoch time varies between runs far more than the differences the
-benchmark is after (docs/performance.md).
+benchmark is after.
 Each way keeps its own random-number stream, so it trains exactly as it would alone.
 
 The table reports the median epoch time over the epochs after the first (which pays for warm-up),
@@ -31,12 +31,12 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from benchmark_meters import MemoryMeter, RandomStream
 from litvision.data.datasets import DATASETS
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.support.errors import LitvisionError
 from litvision.support.instantiate import build, build_each
 from litvision.support.precision import warn_if_bfloat16_is_emulated
+from litvision_lab.benchmark_meters import MemoryMeter, RandomStream
 
 log = logging.getLogger(__name__)
 WAYS = {

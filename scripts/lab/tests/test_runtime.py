@@ -1,4 +1,4 @@
-"""Process-wide settings (conf/runtime): glibc malloc thresholds, opt-in with runtime=cpu_tuned."""
+"""The benchmark's process-wide settings (scripts/lab/conf/runtime/): glibc malloc thresholds, opt-in with runtime=cpu_tuned."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from litvision.runtime import _glibc, tune_glibc_malloc
 from litvision.support.errors import LitvisionError
+from litvision_lab.paths import LAB
+from litvision_lab.runtime import _glibc, tune_glibc_malloc
 
 # The same detection the code uses, so the skip fires exactly where tune_glibc_malloc would do nothing
 # (CI runs on Debian: glibc, so it never fires there).
@@ -19,7 +20,7 @@ ON_GLIBC = _glibc() is not None
 # Three 8 MB activations allocated, touched and freed per "step", as a CPU training step does.
 STEPS = """
 import ctypes, resource, sys
-from litvision.runtime import tune_glibc_malloc
+from litvision_lab.runtime import tune_glibc_malloc
 if sys.argv[1] == "tuned":
     assert tune_glibc_malloc(32, 1024)
 libc = ctypes.CDLL(None)
@@ -43,7 +44,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 @pytest.mark.skipif(not ON_GLIBC, reason="mallopt thresholds exist only in glibc")
 def test_tuned_malloc_reuses_freed_activations_instead_of_faulting_them_in_again():
     def page_faults(mode: str) -> int:
-        run = subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True, text=True, check=True)
+        # Started in scripts/lab: ``python -c`` imports from its working folder, so litvision_lab is found.
+        command = [sys.executable, "-c", STEPS, mode]
+        run = subprocess.run(command, cwd=LAB, capture_output=True, text=True, check=True)
         return int(run.stdout)
 
     pages_per_step = 3 * 8 * 2**20 // resource.getpagesize()

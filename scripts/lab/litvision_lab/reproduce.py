@@ -1,11 +1,11 @@
 """Rerun the tutorial, better and best experiments over several seeds and write docs/results.md.
 
-    python scripts/reproduce.py --set tutorials                 # the tutorials' recipes, seeds 0,1,2
-    python scripts/reproduce.py --experiments seed000_fashion_cnn,fashion_mnist_speedrun --seeds 0
-    python scripts/reproduce.py --set all -- trainer.max_epochs=1   # overrides after -- go to every run
-    python scripts/reproduce.py --set all --dry-run             # print the planned runs, run nothing
-    python scripts/reproduce.py --set all --plan-only           # write the table with "not run" cells
-    python scripts/reproduce.py --set all --table-only          # the table from the runs that finished; run nothing
+    python scripts/lab/reproduce.py --set tutorials                   # the tutorials' recipes, seeds 0,1,2
+    python scripts/lab/reproduce.py --experiments seed000_fashion_cnn,fashion_mnist_speedrun --seeds 0
+    python scripts/lab/reproduce.py --set all -- trainer.max_epochs=1  # overrides after -- go to every run
+    python scripts/lab/reproduce.py --set all --dry-run               # print the planned runs, run nothing
+    python scripts/lab/reproduce.py --set all --plan-only             # write the table with "not run" cells
+    python scripts/lab/reproduce.py --set all --table-only            # the table from the runs that finished; run nothing
 
 Each run is ``python scripts/train.py experiment=<e> seed=<s> hydra.run.dir=<root>/<e>/seed<s>`` in its
 own process; its test accuracy comes from that folder's metrics.json and its wall time is measured here,
@@ -22,14 +22,13 @@ with the reason.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from reproduce_page import DEFAULT_OUTPUT, TUTORIALS, write_page
-from reproduce_runs import CONF_DIR, ROOT, fill_finished, overrides_of, plan_experiment, run_dir, run_one
+from litvision_lab.paths import CONF_DIR, MNIST_17K
+from litvision_lab.reproduce_page import DEFAULT_OUTPUT, TUTORIALS, write_page
+from litvision_lab.reproduce_runs import fill_finished, overrides_of, plan_experiment, run_dir, run_one
 
-DEFAULT_MNIST_DIR = Path(os.environ.get("LITVISION_MNIST17K", ROOT.parent / "shared" / "data" / "mnist-17k"))
 SETS = {
     "tutorials": TUTORIALS,
     "better": [f"{name}_better" for name in TUTORIALS],
@@ -51,7 +50,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help="the page to write (the default also updates README's rows)"
     )
-    parser.add_argument("--mnist-dir", type=Path, default=DEFAULT_MNIST_DIR, help="gzipped MNIST files to use")
+    parser.add_argument("--mnist-dir", type=Path, default=MNIST_17K, help="gzipped MNIST files to use")
     parser.add_argument("--download", action="store_true", help="let runs download missing data instead of skipping")
     parser.add_argument("--force", action="store_true", help="rerun runs whose folder holds a finished run")
     mode = parser.add_mutually_exclusive_group()

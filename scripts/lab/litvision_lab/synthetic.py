@@ -1,10 +1,10 @@
 """Synthetic datasets written in the exact on-disk formats torchvision parses (IDX, CIFAR-10 pickle batches).
 
-For timing where the real files are missing (CIFAR-10 has no offline copy) and for tests. Each class
-k draws a bright square at its own place over faint noise, so a net learns them within an epoch and
-an accuracy comparison between two training loops still means something; accuracy on them says
-nothing about the real dataset. A ``SYNTHETIC.txt`` marker next to the files lets the data module
-and the benchmark say so.
+For timing where the real files are missing (CIFAR-10 has no offline copy). Each class k draws a
+bright square at its own place over faint noise, so a net learns them within an epoch and an accuracy
+comparison between two training loops still means something; accuracy on them says nothing about the
+real dataset. A ``SYNTHETIC.txt`` marker next to the files lets the benchmark's table and the
+reproduction's page say so.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def write_synthetic(
     folder = data_dir / spec.folder
     (folder / MARKER).write_text(
         f"Synthetic {spec.name} files ({train} training, {test} test images): noise with a bright square per "
-        f"class, written by scripts/synthetic_data.py for timing. Accuracy on them says nothing about {spec.name}.\n"
+        f"class, written by scripts/lab/synthetic_data.py for timing. Accuracy on them says nothing about {spec.name}.\n"
     )
     return folder
 
