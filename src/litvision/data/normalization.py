@@ -36,10 +36,6 @@ class Normalization(nn.Module):
         self.register_buffer("shift", mean * 255.0)
         self.register_buffer("scale", 1.0 / (std * 255.0))
 
-    @property
-    def channels(self) -> int:
-        return self.mean.shape[1]
-
     def stats(self) -> dict[str, list[float]]:
         """``{"mean": [...], "std": [...]}`` as plain floats: what configs, checkpoints and JSON files hold."""
         return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
