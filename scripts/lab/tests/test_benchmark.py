@@ -10,6 +10,7 @@ import torch
 
 from litvision_lab.benchmark_meters import RandomStream
 from litvision_lab.machine_info import cpu
+from litvision_lab.paths import ROOT
 
 from .helpers import QUIET, run_lab
 
@@ -55,6 +56,11 @@ def test_benchmark_script_prints_saves_and_records_the_three_way_table(tmp_path)
     assert run["a_over_b"] == pytest.approx(trainer["seconds_per_epoch"] / plain["seconds_per_epoch"], rel=1e-3)
     assert f"(a)/(b) = {run['a_over_b']:.3f}" in table and f"(c)/(a) = {run['c_over_a']:.2f}" in table
     assert set(run["a_over_b_by_epoch"]) == {"median", "min", "max"}
+
+
+def test_the_recorded_history_holds_one_run_per_line():
+    runs = [json.loads(line) for line in (ROOT / "docs" / "benchmark_history.jsonl").read_text().splitlines()]
+    assert runs and all({"when", "commit", "command", "machine"} <= run.keys() for run in runs)
 
 
 def test_benchmark_composes_the_template_groups_from_any_folder(tmp_path, monkeypatch):
