@@ -58,7 +58,7 @@ def test_another_architecture_is_one_clear_error(mnist_ckpt, tmp_path):
     model, _ = _model(["data=mnist", "model=mlp", f"model.init_from={mnist_ckpt}"], tmp_path)
     with pytest.raises(CheckpointError, match="holds a litvision.models.small_cnn.SmallCNN network"):
         load_matching_weights(model.net, mnist_ckpt)
-    with pytest.raises(LitvisionError, match="set model.init_from too"):
+    with pytest.raises(LitvisionError, match="freezes pretrained weights: set model.init_from=<ckpt>"):
         _model(["data=mnist", "model.freeze_epochs=1"], tmp_path)
 
 
@@ -189,3 +189,47 @@ def test_a_resumed_fit_freezes_the_same_weights_without_reading_init_from(mnist_
     assert frozen and all(torch.equal(after_first[name], saved[name]) for name in frozen)
     assert all(torch.equal(after_second[name], saved[name]) for name in frozen), "still frozen in epoch 1"
     assert not torch.equal(after_second[f"{output_layer}.weight"], saved[f"{output_layer}.weight"]), "the head trains"
+
+
+class _LearningRates(Callback):
+    """The optimizer groups' learning rates at every training step."""
+
+    def __init__(self):
+        self.seen: list[list[float]] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.seen.append([group["lr"] for group in trainer.optimizers[0].param_groups])
+
+
+@pytest.mark.parametrize("scheduler", ["onecycle", "cosine"])
+def test_backbone_lr_scale_trains_all_but_the_head_at_its_share_of_the_rate(
+    scheduler, mnist_ckpt, tiny_data_dir, tmp_path
+):
+    overrides = ["data=fashion_mnist", f"data.data_dir={tiny_data_dir}", f"model.init_from={mnist_ckpt}"]
+    model, cfg = _model([*overrides, "model.backbone_lr_scale=0.1", f"model/scheduler={scheduler}"], tmp_path)
+    rates = _LearningRates()
+    trainer = Trainer(
+        max_epochs=2,
+        limit_train_batches=3,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[rates],
+    )
+    trainer.fit(model, datamodule=build({**plain(cfg.data), "val_size": 100}, "data"))
+    head, backbone = trainer.optimizers[0].param_groups
+    output_layer = [module for module in model.net.modules() if module._parameters][-1]
+    assert {id(p) for p in head["params"]} == {id(p) for p in output_layer.parameters()}
+    assert len(head["params"]) + len(backbone["params"]) == len(list(model.net.parameters()))
+    assert len({tuple(step) for step in rates.seen}) > 1, "the schedule moves both groups"
+    for head_lr, backbone_lr in rates.seen:  # the ratio holds at every step of the schedule
+        assert backbone_lr == pytest.approx(0.1 * head_lr, rel=1e-6)
+
+
+def test_backbone_lr_scale_needs_pretrained_weights(tmp_path):
+    with pytest.raises(LitvisionError, match="backbone_lr_scale scales pretrained weights"):
+        _model(["data=mnist", "model.backbone_lr_scale=0.1"], tmp_path)
+    with pytest.raises(LitvisionError, match=r"must be a number in \(0, 1\]"):
+        _model(["data=mnist", "model.backbone_lr_scale=0"], tmp_path)

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
-from hydra.utils import instantiate
 from lightning import LightningModule
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from litvision.callbacks.finetuning import FineTuning
+from litvision.callbacks.finetuning import FineTuning, backbone_parameters
 from litvision.metrics import REQUIRED, accuracy_only, build_metrics
 from litvision.schedules import ReplanOnResume, is_plateau, scheduler_for_run, takes_length
-from litvision.support.errors import LitvisionError, first_line
+from litvision.support.errors import LitvisionError
+from litvision.support.instantiate import build, plain
 from litvision.support.options import LIGHTNING_SCHEDULER_KEYS, check_finetuning, check_model_options
 
 STAGES = ("train", "val", "test")
@@ -45,8 +44,10 @@ class ImageClassifier(LightningModule):
     Lightning's lr_scheduler dict instead of the constructor; an empty scheduler config means none.
     ``init_from``, ``freeze_epochs`` and ``freeze_batchnorm`` are carried out by
     :class:`~litvision.callbacks.finetuning.FineTuning`, and re-planning a schedule on a longer resume by
-    :class:`~litvision.schedules.ReplanOnResume`: :meth:`configure_callbacks` adds them. ``tta_flip``
-    makes validation, test and prediction average the logits of each image and its mirror image.
+    :class:`~litvision.schedules.ReplanOnResume`: :meth:`configure_callbacks` adds them.
+    ``backbone_lr_scale`` gives every parameter outside the net's head that share of the learning rate
+    (discriminative learning rates: a second optimizer group, scheduled alike). ``tta_flip`` makes
+    validation, test and prediction average the logits of each image and its mirror image.
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class ImageClassifier(LightningModule):
         init_from: str | None = None,
         freeze_epochs: int = 0,
         freeze_batchnorm: bool = True,
+        backbone_lr_scale: float = 1.0,
     ):
         super().__init__()
         for name, value in (("net", net), ("optimizer", optimizer)):
@@ -76,7 +78,7 @@ class ImageClassifier(LightningModule):
                 )
         metrics = metrics if metrics is not None else accuracy_only(num_classes)
         net, optimizer, scheduler, metrics, data_config = (
-            _plain(value) if isinstance(value, Mapping) else value
+            plain(value) if isinstance(value, Mapping) else value
             for value in (net, optimizer, scheduler, metrics, data_config)
         )
         # Reads the constructor's arguments from this frame, now plain containers: what weights-only loading accepts.
@@ -84,9 +86,9 @@ class ImageClassifier(LightningModule):
         scheduler = dict(scheduler or {})  # model/scheduler=none: an empty config
         self.scheduler_monitor = scheduler.get("monitor")
         scheduler = {k: v for k, v in scheduler.items() if k not in LIGHTNING_SCHEDULER_KEYS}
-        self.net = _build(net, "net")
-        self.optimizer_factory = _build(optimizer, "optimizer")
-        self.scheduler_factory = _build(scheduler, "scheduler") if scheduler else None
+        self.net = build(net, "model.net")
+        self.optimizer_factory = build(optimizer, "model.optimizer")
+        self.scheduler_factory = build(scheduler, "model.scheduler") if scheduler else None
         if is_plateau(self.scheduler_factory) and self.scheduler_monitor is None:
             self.scheduler_monitor = f"val/{REQUIRED}"
         check_model_options(
@@ -103,7 +105,9 @@ class ImageClassifier(LightningModule):
                 "freeze_batchnorm": freeze_batchnorm,
             },
         )
-        check_finetuning(init_from, freeze_epochs)
+        check_finetuning(
+            init_from, freeze_epochs, backbone_lr_scale, pretrained=bool(getattr(self.net, "pretrained", 0))
+        )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.example_input_array = torch.zeros(1, *input_shape)
         collection = build_metrics(metrics, num_classes)
@@ -209,7 +213,7 @@ class ImageClassifier(LightningModule):
         self.log_dict(getattr(self, f"{stage}_metrics"), prog_bar=True)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = self.optimizer_factory(params=self._parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
         scheduler, interval = scheduler_for_run(
@@ -222,17 +226,11 @@ class ImageClassifier(LightningModule):
             config.update(monitor=self.scheduler_monitor, strict=False)
         return {"optimizer": optimizer, "lr_scheduler": config}
 
-
-def _plain(config: Mapping) -> dict:
-    """A resolved plain-dict copy of a config: what a weights-only checkpoint can hold."""
-    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
-
-
-def _build(config: dict, name: str):
-    try:
-        return instantiate(config, _convert_="all")
-    except Exception as err:  # Hydra wraps the constructor's error; the cause is what the user can fix
-        cause = err.__cause__ or err
-        if isinstance(cause, LitvisionError):
-            raise cause from None
-        raise LitvisionError(f"invalid model.{name} config: {first_line(cause, typed=True)}") from None
+    def _parameter_groups(self):
+        scale = self.hparams.backbone_lr_scale
+        if scale == 1:
+            return self.parameters()
+        backbone, head = backbone_parameters(self.net)
+        lr = self.optimizer_factory.keywords["lr"]
+        # lr_scale travels with the group (and its checkpoint): one-cycle scales its peak by it (schedules.py).
+        return [{"params": head, "lr_scale": 1.0}, {"params": backbone, "lr": lr * scale, "lr_scale": scale}]

@@ -11,10 +11,10 @@ import re
 from collections.abc import Mapping
 
 import torch
-from hydra.utils import instantiate
 from torchmetrics import Metric, MetricCollection
 
 from litvision.support.errors import LitvisionError, first_line
+from litvision.support.instantiate import build
 
 REQUIRED = "acc"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a key of the logged name <stage>/<name>: no dots or slashes
@@ -49,11 +49,7 @@ def build_metrics(configs: Mapping[str, Mapping | None] | None, num_classes: int
             raise LitvisionError(
                 f"model.metrics.{name}: a metric name is letters, digits and _ (it is logged as val/<name>)"
             )
-        try:
-            metric = instantiate(config, _convert_="all")
-        except Exception as err:  # Hydra wraps the metric's own error; its cause is what the user can fix
-            cause = err.__cause__ or err
-            raise LitvisionError(f"invalid model.metrics.{name} config: {first_line(cause)}") from None
+        metric = build(config, f"model.metrics.{name}")
         if not isinstance(metric, Metric):
             raise LitvisionError(f"model.metrics.{name} builds a {type(metric).__name__}, not a torchmetrics Metric")
         try:

@@ -49,16 +49,22 @@ def scheduler_for_run(factory: Callable, optimizer: torch.optim.Optimizer, train
     One-cycle always steps per batch; schedules planned over the whole run (:func:`takes_length`) get
     its length in scheduler steps (``total_steps``) and, where they take it, ``steps_per_epoch``.
     """
-    interval = "step" if is_one_cycle(factory) else interval
-    if takes_length(factory):
+    one_cycle, planned = is_one_cycle(factory), takes_length(factory)
+    interval = "step" if one_cycle else interval
+    extra = {}
+    scales = [group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+    if one_cycle and any(scale != 1.0 for scale in scales):
+        # One peak per group (model.backbone_lr_scale): OneCycleLR would set every group to the one max_lr.
+        extra["max_lr"] = [factory.keywords["max_lr"] * scale for scale in scales]
+    if planned:
         total, per_epoch = run_length(trainer, interval)
-        if is_one_cycle(factory):
+        if one_cycle:
             # torch divides by (pct_start * total_steps - 1): very short runs (debug, tests) need a floor.
             total = max(total, int(2 / factory.keywords.get("pct_start", 0.3)) + 1)
-        lengths = {"total_steps": total}
-        if "steps_per_epoch" in scheduler_parameters(factory) and not is_one_cycle(factory):
-            lengths["steps_per_epoch"] = per_epoch
-        factory = partial(factory, **lengths)
+        extra["total_steps"] = total
+        if "steps_per_epoch" in scheduler_parameters(factory) and not one_cycle:
+            extra["steps_per_epoch"] = per_epoch
+    factory = partial(factory, **extra) if extra else factory
     return factory(optimizer=optimizer), interval
 
 

@@ -1,8 +1,10 @@
-"""Fine-tuning: start from another run's weights (``model.init_from``), keep them fixed for ``model.freeze_epochs``.
+"""Fine-tuning: start from pretrained weights and keep them fixed for ``model.freeze_epochs`` epochs.
 
-:class:`FineTuning` is Lightning's :class:`~lightning.pytorch.callbacks.BaseFinetuning` with litvision's
-rule for what is frozen: the tensors taken from the checkpoint. ``ImageClassifier.configure_callbacks``
-adds it whenever ``model.init_from`` is set, so it needs no entry in ``conf/callbacks``.
+The pretrained weights are another run's (``model.init_from``) or a backbone's own
+(``model.net.weights`` of ``model=torchvision`` / ``model=timm``). :class:`FineTuning` is Lightning's
+:class:`~lightning.pytorch.callbacks.BaseFinetuning` with litvision's rule for what is frozen: the
+pretrained part of the net, never its head (:func:`head_of`). ``ImageClassifier.configure_callbacks`` adds
+it whenever there is something to load or freeze, so it needs no entry in ``conf/callbacks``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,20 @@ from litvision.support.checkpoint import read_checkpoint
 from litvision.support.errors import CheckpointError, LitvisionError
 
 log = logging.getLogger(__name__)
+
+
+def head_of(net: nn.Module) -> nn.Module:
+    """The net's output layer: a backbone's own ``head()``, else its last module with parameters."""
+    if callable(getattr(net, "head", None)):
+        return net.head()
+    return [module for module in net.modules() if module._parameters][-1]
+
+
+def backbone_parameters(net: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(the parameters outside the head, the head's): the two groups of ``model.backbone_lr_scale``."""
+    in_head = {id(p) for p in head_of(net).parameters()}
+    params = list(net.parameters())
+    return [p for p in params if id(p) not in in_head], [p for p in params if id(p) in in_head]
 
 
 def load_matching_weights(net: nn.Module, path: str | Path) -> list[str]:
@@ -50,28 +66,28 @@ def load_matching_weights(net: nn.Module, path: str | Path) -> list[str]:
 
 
 class FineTuning(BaseFinetuning):
-    """Load ``init_from``'s matching weights when a fit starts afresh; freeze them for ``freeze_epochs`` epochs.
+    """Load ``init_from``'s matching weights when a fit starts afresh; freeze the pretrained part for ``freeze_epochs``.
 
-    The output layer trains throughout, also when it was loaded (same classes).
-
-    A resumed fit keeps its own weights (the checkpoint's) and freezes the same tensors: their names
-    are this callback's checkpoint state. Frozen means ``requires_grad`` off and, unless ``train_bn``,
-    BatchNorm statistics held (``track_running_stats`` off while training). The frozen parameters stay
-    in the optimizer from the start, with the schedule planned over both phases: they have no gradient,
-    so they do not move until they are unfrozen at epoch ``freeze_epochs``.
+    The pretrained part is what came from ``init_from`` (every tensor whose name and shape match), or,
+    without it, the whole net of a backbone that loaded pretrained weights; the head (:func:`head_of`)
+    trains throughout. A resumed fit keeps its own weights (the checkpoint's) and freezes the same
+    tensors: their names are this callback's checkpoint state. Frozen means ``requires_grad`` off and,
+    unless ``train_bn``, BatchNorm statistics held (``track_running_stats`` off while training). The
+    frozen parameters stay in the optimizer from the start, with the schedule planned over both phases:
+    they have no gradient, so they do not move until they are unfrozen at epoch ``freeze_epochs``.
     """
 
-    def __init__(self, init_from: str, freeze_epochs: int = 0, train_bn: bool = False):
+    def __init__(self, init_from: str | None = None, freeze_epochs: int = 0, train_bn: bool = False):
         super().__init__()
         self.init_from, self.freeze_epochs, self.train_bn = init_from, freeze_epochs, train_bn
-        self.loaded: list[str] = []
+        self.loaded: list[str] | None = None  # the net's tensors from init_from; None: all (a pretrained backbone)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "loaded": list(self.loaded)}
+        return {**super().state_dict(), "loaded": self.loaded}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        self.loaded = list(state_dict.get("loaded", []))
+        self.loaded = state_dict.get("loaded")
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit" and self.freeze_epochs and trainer.world_size > 1:
@@ -86,38 +102,34 @@ class FineTuning(BaseFinetuning):
     def on_fit_start(self, trainer, pl_module) -> None:
         super().on_fit_start(trainer, pl_module)
         # After the trainer restored a resumed fit (trainer.ckpt_path): its weights win, init_from is not read.
-        if not trainer.ckpt_path:
+        if self.init_from and not trainer.ckpt_path:
             self.loaded = load_matching_weights(pl_module.net, self.init_from)
 
     def on_train_start(self, trainer, pl_module) -> None:
         # After the loops were restored, so current_epoch is the resumed epoch's.
         if trainer.current_epoch < self.freeze_epochs:
-            for module in self._loaded_modules(pl_module.net):
+            for module in self._pretrained_modules(pl_module.net):
                 if not (self.train_bn and isinstance(module, nn.modules.batchnorm._BatchNorm)):
                     self.freeze_module(module)  # one module, not its children: a new layer inside stays trainable
             trainable = sum(p.numel() for p in pl_module.net.parameters() if p.requires_grad)
             log.info(
-                "epochs 0-%d: the loaded weights are frozen, %d parameters train", self.freeze_epochs - 1, trainable
+                "epochs 0-%d: the pretrained weights are frozen, %d parameters train", self.freeze_epochs - 1, trainable
             )
 
     def finetune_function(self, pl_module, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         if self.freeze_epochs and epoch == self.freeze_epochs:
-            self.make_trainable(self._loaded_modules(pl_module.net))
+            self.make_trainable(self._pretrained_modules(pl_module.net))
             trainable = sum(p.numel() for p in pl_module.net.parameters() if p.requires_grad)
-            log.info("epoch %d: the loaded weights are unfrozen (%d parameters train)", epoch, trainable)
+            log.info("epoch %d: the pretrained weights are unfrozen (%d parameters train)", epoch, trainable)
 
-    def _loaded_modules(self, net: nn.Module) -> list[nn.Module]:
-        """The net's modules whose own parameters all came from ``init_from``, but for its output layer.
-
-        The output layer (the last module with parameters) always trains, loaded or not: with all else
-        frozen, something must learn the new data.
-        """
-        loaded = set(self.loaded)
-        owners = [(prefix, module) for prefix, module in net.named_modules() if module._parameters]
+    def _pretrained_modules(self, net: nn.Module) -> list[nn.Module]:
+        """The net's modules outside its head whose own parameters are all pretrained."""
+        in_head = {id(module) for module in head_of(net).modules()}
+        loaded = None if self.loaded is None else set(self.loaded)
         modules = []
-        for prefix, module in owners[:-1]:
+        for prefix, module in net.named_modules():
             own = [f"{prefix}.{name}" if prefix else name for name, _ in module.named_parameters(recurse=False)]
-            if own and all(name in loaded for name in own):
+            if own and id(module) not in in_head and (loaded is None or all(name in loaded for name in own)):
                 modules.append(module)
         return modules
 

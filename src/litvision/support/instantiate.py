@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -30,6 +31,6 @@ def build_each(group: DictConfig | None, what: str) -> list[Any]:
     return [build(entry, f"{what}.{name}") for name, entry in group.items() if entry and "_target_" in entry]
 
 
-def plain(config: DictConfig) -> dict:
+def plain(config: DictConfig | Mapping) -> dict:
     """A resolved plain-dict copy: what checkpoints and hyperparameter logs can hold."""
-    return OmegaConf.to_container(config, resolve=True)
+    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)

@@ -114,14 +114,19 @@ def check_model_options(
         raise LitvisionError(f"invalid model.scheduler options: {err}") from None
 
 
-def check_finetuning(init_from, freeze_epochs) -> None:
+def check_finetuning(init_from, freeze_epochs, backbone_lr_scale, pretrained: bool) -> None:
+    """``pretrained``: the net loaded pretrained weights itself (a backbone's ``model.net.weights``)."""
     if init_from is not None and not isinstance(init_from, str):
         raise LitvisionError(f"model.init_from must be a checkpoint path or null (got {init_from!r})")
     if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or freeze_epochs < 0:
         raise LitvisionError(f"model.freeze_epochs must be an integer >= 0 (got {freeze_epochs!r})")
-    if freeze_epochs and not init_from:
+    number = isinstance(backbone_lr_scale, (int, float)) and not isinstance(backbone_lr_scale, bool)
+    if not number or not 0 < backbone_lr_scale <= 1:
+        raise LitvisionError(f"model.backbone_lr_scale must be a number in (0, 1] (got {backbone_lr_scale!r})")
+    if (freeze_epochs or backbone_lr_scale != 1) and not (init_from or pretrained):
+        what = "model.freeze_epochs freezes" if freeze_epochs else "model.backbone_lr_scale scales"
         raise LitvisionError(
-            "model.freeze_epochs freezes the weights loaded by model.init_from: set model.init_from too"
+            f"{what} pretrained weights: set model.init_from=<ckpt>, or pretrained model.net.weights for a backbone"
         )
 
 
