@@ -138,7 +138,9 @@ class ImageClassifier(LightningModule):
             )
         if takes_length(self.scheduler_factory):
             callbacks.append(ReplanOnResume())
-        return callbacks
+        # Called again by trainer.test after trainer.fit: the ones the fit attached stay (no "override" notice).
+        attached = {type(callback) for callback in self.trainer.callbacks}
+        return [callback for callback in callbacks if type(callback) not in attached]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:

@@ -111,8 +111,7 @@ class ReplanOnResume(Callback):
         if self._replanned:
             was = f"{before} steps" if before is not None else "another length"
             log.info(
-                "resumed with trainer.max_epochs=%s: the learning-rate schedule is re-planned over %s scheduler steps"
-                " (was %s)",
+                "resumed with trainer.max_epochs=%s: the learning-rate schedule is re-planned over %s steps (was %s)",
                 trainer.max_epochs,
                 after,
                 was,
