@@ -9,7 +9,7 @@ from lightning import Trainer
 
 import litvision.support.precision
 from conftest import QUIET, compose_train
-from litvision.support.precision import has_bfloat16_instructions, warn_if_bfloat16_is_emulated
+from litvision.support.precision import choose_precision, has_bfloat16_instructions, warn_if_bfloat16_is_emulated
 from litvision.tasks.train import train
 
 WARNING = "on a CPU without bfloat16 instructions (AVX512-BF16 or AMX)"
@@ -66,3 +66,34 @@ def test_a_bf16_training_run_on_such_a_cpu_warns_and_still_runs(cpuinfos, tiny_d
         metrics = train(cfg)
     assert f"trainer.precision=bf16-mixed {WARNING}" in caplog.text
     assert "test/acc" in metrics
+
+
+@pytest.mark.parametrize(("cpu", "chosen"), [("native", "bf16-mixed"), ("amx", "bf16-mixed"), ("emulated", "32-true")])
+def test_auto_picks_bfloat16_only_on_a_cpu_that_computes_it(cpuinfos, cpu, chosen, caplog):
+    with caplog.at_level(logging.INFO, logger="litvision.support.precision"):
+        assert choose_precision("auto", "cpu", cpuinfos[cpu]) == chosen
+    assert f"trainer.precision=auto: {chosen}" in caplog.text
+    assert choose_precision("auto", "cpu", cpuinfos["arm"]) == "32-true"  # unknown flags: the safe choice
+
+
+def test_16_mixed_on_a_cpu_says_what_was_asked_and_what_runs(cpuinfos, caplog):
+    with caplog.at_level(logging.WARNING, logger="litvision.support.precision"):
+        assert choose_precision("16-mixed", "cpu", cpuinfos["native"]) == "bf16-mixed"
+        assert choose_precision("16-mixed", "cpu", cpuinfos["emulated"]) == "bf16-mixed"
+    first, second = caplog.messages
+    assert first.startswith("trainer.precision=16-mixed runs as bf16-mixed") and WARNING not in first
+    assert second.startswith("trainer.precision=16-mixed runs as bf16-mixed") and WARNING in second
+    assert "trainer.precision=bf16-mixed" not in caplog.text  # never a spelling the user did not write
+    assert choose_precision("32-true", "cpu", cpuinfos["emulated"]) == "32-true"
+
+
+def test_an_auto_training_run_on_a_cpu_without_bfloat16_trains_in_float32(
+    cpuinfos, tiny_data_dir, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(litvision.support.precision, "CPUINFO", cpuinfos["emulated"])
+    overrides = ["data=mnist", "model=mlp", "debug=fdr", "trainer.precision=auto", "logger=none"]
+    cfg = compose_train([f"data.data_dir={tiny_data_dir}", "data.val_size=100", *QUIET, *overrides], tmp_path)
+    with caplog.at_level(logging.INFO, logger="litvision.support.precision"):
+        train(cfg)
+    assert "trainer.precision=auto: 32-true (a CPU without bfloat16 instructions)" in caplog.messages
+    assert cfg.trainer.precision == "32-true"

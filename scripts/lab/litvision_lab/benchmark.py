@@ -22,6 +22,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 
 from litvision.data.datasets import DATASETS
+from litvision.support.precision import resolve_trainer_precision
 from litvision_lab.benchmark_ways import Result, device_of, run_ways
 from litvision_lab.machine_info import machine
 from litvision_lab.paths import ROOT
@@ -79,6 +80,7 @@ def _epoch_ratios(numerator: Result, denominator: Result) -> list[float]:
 def benchmark(cfg: DictConfig) -> dict[str, float]:
     """Run the configured ways side by side; print and save the table; return seconds per epoch."""
     apply_runtime(cfg.get("runtime"))
+    resolve_trainer_precision(cfg.trainer)  # an experiment's precision=auto, as train.py resolves it
     with open_dict(cfg):
         cfg.trainer.max_epochs = cfg.epochs
     device = device_of(cfg)

@@ -1,8 +1,10 @@
-"""Whether the CPU computes bfloat16 itself (/proc/cpuinfo's x86 flags), and the warning where it does not.
+"""The precision a run trains in: ``trainer.precision=auto`` resolved, and one line where a CPU changes the choice.
 
-``trainer.precision=bf16-mixed`` runs a CPU's convolutions faster than float32 only where the CPU
-computes bfloat16 itself (AVX512-BF16 or AMX); elsewhere torch emulates it, and a step takes many times
-as long as in float32. A run that asks for it there gets a warning naming the fix.
+``bf16-mixed`` runs a CPU's convolutions faster than float32 only where the CPU computes bfloat16 itself
+(AVX512-BF16 or AMX, read from /proc/cpuinfo's x86 flags); elsewhere torch emulates it, and a step takes
+many times as long as in float32. ``auto`` therefore picks bf16-mixed where the hardware runs it natively
+(such a CPU, or a CUDA GPU with bfloat16) and 32-true elsewhere. ``16-mixed`` on a CPU runs as
+bf16-mixed (a CPU has no float16 autocast; Lightning swaps it too), said in one line naming both.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import logging
 from pathlib import Path
 
 from lightning import Trainer
-from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator, MPSAccelerator
 
 log = logging.getLogger(__name__)
 
-CPUINFO = Path("/proc/cpuinfo")
+CPUINFO = Path("/proc/cpuinfo")  # the flag source: tests point it at a file of another CPU
 BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}  # x86 flags of native bfloat16 arithmetic
+_EMULATED = (
+    "on a CPU without bfloat16 instructions (AVX512-BF16 or AMX): torch emulates them, and a step takes "
+    "many times as long as with trainer.precision=32-true (or auto)"
+)
 
 
 def cpu_flags(cpuinfo: Path | None = None) -> set[str] | None:
@@ -40,6 +46,48 @@ def has_bfloat16_instructions(cpuinfo: Path | None = None) -> bool | None:
     return None if flags is None else bool(flags & BFLOAT16_FLAGS)
 
 
+def device_kind(accelerator) -> str:
+    """'cpu', 'cuda' or another accelerator's name, for a Trainer's ``accelerator`` argument ("auto" included)."""
+    name = str(accelerator).lower()
+    if name == "auto":
+        if CUDAAccelerator.is_available():
+            return "cuda"
+        return "mps" if MPSAccelerator.is_available() else "cpu"
+    return "cuda" if name == "gpu" and CUDAAccelerator.is_available() else name
+
+
+def choose_precision(requested, accelerator="auto", cpuinfo: Path | None = None) -> str:
+    """The ``trainer.precision`` to build the Trainer with; logs one line where it differs from ``requested``
+    or where bfloat16 would be emulated."""
+    requested = str(requested)
+    device = device_kind(accelerator)
+    if requested == "auto":
+        if device == "cuda":
+            import torch
+
+            native, why = torch.cuda.is_bf16_supported(), "a CUDA GPU with bfloat16"
+        elif device == "cpu":
+            native = bool(has_bfloat16_instructions(cpuinfo))
+            why = "a CPU with bfloat16 instructions" if native else "a CPU without bfloat16 instructions"
+        else:
+            native, why = False, f"accelerator {device}"
+        chosen = "bf16-mixed" if native else "32-true"
+        log.info("trainer.precision=auto: %s (%s)", chosen, why)
+        return chosen
+    if device != "cpu" or not requested.startswith(("bf16", "16-mixed")):
+        return requested
+    emulated = has_bfloat16_instructions(cpuinfo) is False
+    if requested == "16-mixed":  # Lightning's own swap, said here with the user's spelling
+        log.warning(
+            "trainer.precision=16-mixed runs as bf16-mixed: a CPU has no float16 mixed precision%s",
+            f"; bf16-mixed {_EMULATED}" if emulated else "",
+        )
+        return "bf16-mixed"
+    if emulated:
+        log.warning("trainer.precision=%s %s", requested, _EMULATED)
+    return requested
+
+
 def warn_if_bfloat16_is_emulated(trainer: Trainer, cpuinfo: Path | None = None) -> bool:
     """Log a warning (and return True) when ``trainer`` trains in bfloat16 on a CPU that emulates it."""
     precision = str(trainer.precision)
@@ -47,9 +95,16 @@ def warn_if_bfloat16_is_emulated(trainer: Trainer, cpuinfo: Path | None = None) 
         return False
     if has_bfloat16_instructions(cpuinfo) is not False:
         return False
-    log.warning(
-        "trainer.precision=%s on a CPU without bfloat16 instructions (AVX512-BF16 or AMX): torch emulates "
-        "them, and a step takes many times as long as with trainer.precision=32-true",
-        precision,
-    )
+    log.warning("trainer.precision=%s %s", precision, _EMULATED)
     return True
+
+
+def resolve_trainer_precision(trainer_cfg) -> None:
+    """Put :func:`choose_precision`'s answer into the trainer config (a DictConfig) before the Trainer is built."""
+    from omegaconf import open_dict
+
+    if "precision" not in trainer_cfg:
+        return
+    chosen = choose_precision(trainer_cfg.precision, trainer_cfg.get("accelerator", "auto"))
+    with open_dict(trainer_cfg):
+        trainer_cfg.precision = chosen

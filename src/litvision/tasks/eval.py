@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from litvision.classifier import ImageClassifier
 from litvision.support.checkpoint import read_checkpoint, saved_configs
 from litvision.support.instantiate import build, build_each, plain
+from litvision.support.precision import resolve_trainer_precision
 from litvision.sweeps.records import scalars
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = build(data_config, "data")
     model = ImageClassifier(**model_config)
     loggers = build_each(cfg.get("logger"), "logger")
+    resolve_trainer_precision(cfg.trainer)
     trainer = build(cfg.trainer, "trainer", callbacks=[RichProgressBar()], logger=loggers or False)
     trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = scalars(trainer.callback_metrics)

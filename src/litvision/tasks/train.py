@@ -11,7 +11,7 @@ from omegaconf import DictConfig, open_dict
 from litvision.support.checkpoint import check_resumable, read_checkpoint
 from litvision.support.instantiate import build, build_each, plain
 from litvision.support.options import check_trainer_options
-from litvision.support.precision import warn_if_bfloat16_is_emulated
+from litvision.support.precision import resolve_trainer_precision
 from litvision.sweeps.records import scalars, write_metrics
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("ckpt_path"):
         check_resumable(read_checkpoint(cfg.ckpt_path), cfg.ckpt_path, model.hparams["net"])
 
+    resolve_trainer_precision(cfg.trainer)  # auto -> bf16-mixed or 32-true, before the callbacks read it
     callbacks = build_each(cfg.get("callbacks"), "callbacks")
     loggers = build_each(cfg.get("logger"), "logger")
     check_trainer_options(cfg.trainer)
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
-    warn_if_bfloat16_is_emulated(trainer)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = scalars(trainer.callback_metrics)
