@@ -12,6 +12,8 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import PILToTensor
 
+from litvision.data import audit as data_audit
+from litvision.data.audit import check_drop_duplicates
 from litvision.data.augment import augment_batch
 from litvision.data.datasets import DATASETS, ensure_available, load_split
 from litvision.data.loader import EpochSampler, TensorBatchLoader
@@ -90,8 +92,12 @@ class ImageDataModule(LightningDataModule):
         keep_on_device: bool = True,
         num_folds: int | None = None,
         fold: int = 0,
+        audit: bool = False,
+        drop_duplicates: str = "none",
     ):
         super().__init__()
+        check_drop_duplicates(drop_duplicates)
+        self.audit, self.drop_duplicates, self.audit_result = audit, drop_duplicates, None  # see data/audit.py
         check_data_options(
             self.dataset,
             self.native_shape,
@@ -109,7 +115,7 @@ class ImageDataModule(LightningDataModule):
             augment=augment,
             loader=loader,
             num_workers=num_workers,
-            flags={"download": download, "keep_on_device": keep_on_device},
+            flags={"download": download, "keep_on_device": keep_on_device, "audit": audit},
             num_folds=num_folds,
             fold=fold,
         )
@@ -140,6 +146,7 @@ class ImageDataModule(LightningDataModule):
         self.splits["train"] = (images[train_idx], labels[train_idx])
         self.splits["val"] = (images[val_idx], labels[val_idx])
         self.splits["test"] = load_split(self.dataset, self.data_dir, train=False, **checks)
+        data_audit.run(self)  # class counts, duplicates across splits; drop_duplicates=test
 
     def split_indices(self, size: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(train, val) indices into the official training split, fixed by ``split_seed``.

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from litvision.data import audit as data_audit
 from litvision.data.datamodule import ImageDataModule
 from litvision.data.folder_files import (
     CACHE_VERSION,
@@ -143,11 +144,14 @@ class FolderDataModule(ImageDataModule):
                 self._set_stats(self._sample_stats())
             return
         images, ok = self._decoded()
+        names = {}  # each split's file paths, so the data audit names the duplicates it finds
         for split, positions in self.split_positions.items():
             kept = positions[ok[positions]]
             self.splits[split] = (images[kept], self.files.labels[kept])
+            names[split] = [str(self.files.paths[i]) for i in kept.tolist()]
         if not len(self.splits["train"][0]):
             raise DataError(f"{self.data_dir}: none of the training files is a readable image")
+        data_audit.run(self, names)  # class counts, duplicates across splits; drop_duplicates=test
         if not self.given_stats:
             self._set_stats(per_channel_stats(self.splits["train"][0]))
 

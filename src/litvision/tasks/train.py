@@ -8,11 +8,13 @@ import secrets
 import lightning as L
 from omegaconf import DictConfig, open_dict
 
+from litvision.callbacks.report import write_run_report
+from litvision.support import provenance
 from litvision.support.checkpoint import check_resumable, read_checkpoint
 from litvision.support.instantiate import build, build_each, plain
 from litvision.support.options import check_trainer_options
 from litvision.support.precision import resolve_trainer_precision
-from litvision.sweeps.records import scalars, write_metrics
+from litvision.sweeps.records import is_rank_zero, scalars, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             cfg.seed = seed  # what ${seed} (data.shuffle_seed) resolves to from here on
         log.info("seed=%d (drawn)", seed)
     L.seed_everything(seed, workers=True)
+    if is_rank_zero():  # <run dir>/provenance.json: commit (+ code.patch), command, versions, machine, times
+        provenance.start(cfg.paths.output_dir, cfg)
     datamodule = build(cfg.data, "data")
     # The data config travels in the checkpoint, so eval.py rebuilds the same data without repeating options.
     model = build(cfg.model, "model", data_config=plain(cfg.data), seed=seed)
@@ -51,4 +55,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("run dir: %s", cfg.paths.output_dir)
     if trainer.is_global_zero:  # <run dir>/metrics.json: what scripts/summarize.py tabulates across a sweep
         write_metrics(cfg.paths.output_dir, metrics, epochs=trainer.current_epoch, seed=seed)
+        provenance.finish(cfg.paths.output_dir)
+        write_run_report(trainer)  # report.html (callbacks.report), from the files the run left
     return metrics

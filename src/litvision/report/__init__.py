@@ -1,0 +1,1 @@
+"""One page per run (``report.html``) and per sweep, self-contained HTML: ``python scripts/report.py <dir>``."""
