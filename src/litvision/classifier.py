@@ -131,7 +131,7 @@ class ImageClassifier(LightningModule):
 
     def configure_callbacks(self) -> list:
         callbacks = []
-        if self.hparams.init_from:
+        if self.hparams.init_from or self.hparams.freeze_epochs:  # a backbone's own weights are frozen too
             hparams = self.hparams
             callbacks.append(
                 FineTuning(hparams.init_from, hparams.freeze_epochs, train_bn=not hparams.freeze_batchnorm)

@@ -33,7 +33,11 @@ _TRAINER_RANGES = {
     "num_sanity_val_steps": (-1, True, False),  # -1: the whole validation set
     "gradient_clip_val": (0, False, True),
 }
-_TRAINER_CHOICES = {"deterministic": (True, False, "warn", None), "benchmark": (True, False, None)}
+_TRAINER_CHOICES = {
+    "deterministic": (True, False, "warn", None),
+    "benchmark": (True, False, None),
+    "gradient_clip_algorithm": ("norm", "value", None),
+}
 
 
 def check_trainer_options(trainer: Mapping) -> None:

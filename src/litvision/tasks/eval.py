@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 
 from litvision.classifier import ImageClassifier
+from litvision.models.pretrained import checkpoint_weights_follow
 from litvision.support.checkpoint import read_checkpoint, saved_configs
 from litvision.support.instantiate import build, build_each, plain
 from litvision.support.precision import resolve_trainer_precision
@@ -24,7 +25,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
     data_config = {**data_config, **{k: v for k, v in plain(cfg.data).items() if v is not None}}
     datamodule = build(data_config, "data")
-    model = ImageClassifier(**model_config)
+    with checkpoint_weights_follow():  # a pretrained backbone's file is not needed: the checkpoint's weights follow
+        model = ImageClassifier(**model_config)
     loggers = build_each(cfg.get("logger"), "logger")
     resolve_trainer_precision(cfg.trainer)
     trainer = build(cfg.trainer, "trainer", callbacks=[RichProgressBar()], logger=loggers or False)

@@ -27,6 +27,7 @@ from litvision.callbacks.render import image_grid, save_png
 from litvision.classifier import ImageClassifier, mirror_mean
 from litvision.data.images import IMAGE_SUFFIXES, read_image
 from litvision.data.normalization import Normalization
+from litvision.models.pretrained import checkpoint_weights_follow
 from litvision.support.checkpoint import read_checkpoint, saved_configs
 from litvision.support.errors import DataError, LitvisionError, first_line
 
@@ -60,7 +61,8 @@ def load_classifier(checkpoint: dict) -> ImageClassifier:
     model_config, _ = saved_configs(checkpoint)
     model_config["init_from"] = None  # its own weights follow; a fine-tuned run's starting point is not needed
     model_config["freeze_epochs"] = 0
-    model = ImageClassifier(**model_config)
+    with checkpoint_weights_follow():  # a pretrained backbone's file is not needed: the checkpoint's weights follow
+        model = ImageClassifier(**model_config)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError) as err:

@@ -10,7 +10,8 @@ from omegaconf import DictConfig, open_dict
 
 from litvision.callbacks.report import write_run_report
 from litvision.support import provenance
-from litvision.support.checkpoint import check_resumable, read_checkpoint
+from litvision.models.pretrained import apply_weights_preprocessing
+from litvision.support.checkpoint import check_resumable, check_same_data, check_training_left, read_checkpoint
 from litvision.support.instantiate import build, build_each, plain
 from litvision.support.options import check_trainer_options
 from litvision.support.precision import resolve_trainer_precision
@@ -28,13 +29,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
             cfg.seed = seed  # what ${seed} (data.shuffle_seed) resolves to from here on
         log.info("seed=%d (drawn)", seed)
     L.seed_everything(seed, workers=True)
+    apply_weights_preprocessing(cfg)  # a pretrained backbone's mean/std/size into cfg.data, saved with it
     if is_rank_zero():  # <run dir>/provenance.json: commit (+ code.patch), command, versions, machine, times
         provenance.start(cfg.paths.output_dir, cfg)
     datamodule = build(cfg.data, "data")
     # The data config travels in the checkpoint, so eval.py rebuilds the same data without repeating options.
     model = build(cfg.model, "model", data_config=plain(cfg.data), seed=seed)
     if cfg.get("ckpt_path"):
-        check_resumable(read_checkpoint(cfg.ckpt_path), cfg.ckpt_path, model.hparams["net"])
+        checkpoint = read_checkpoint(cfg.ckpt_path)
+        check_same_data(checkpoint, cfg.ckpt_path, plain(cfg.data))  # first: other data also means other net sizes
+        check_resumable(checkpoint, cfg.ckpt_path, model.hparams["net"])
+        if not cfg.trainer.get("fast_dev_run"):
+            check_training_left(checkpoint, cfg.ckpt_path, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
 
     resolve_trainer_precision(cfg.trainer)  # auto -> bf16-mixed or 32-true, before the callbacks read it
     callbacks = build_each(cfg.get("callbacks"), "callbacks")
