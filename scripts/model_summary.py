@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from litvision.support.cli import check_group_overrides, run_task
+from litvision.support.cli import run_script, run_task
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -24,9 +24,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    check_group_overrides(Path(__file__).resolve().parents[1] / "conf")
     # A summary is not a run: what Hydra writes for a run (config, log, status) goes to a temporary
     # folder, removed on exit, instead of a new logs/train/runs/<time>/.
     with tempfile.TemporaryDirectory(prefix="litvision-model-summary-") as run_dir:
         sys.argv.insert(1, f"hydra.run.dir={run_dir}")
-        main()
+        run_script(main, Path(__file__).resolve().parents[1] / "conf")

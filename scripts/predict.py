@@ -5,7 +5,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from litvision.support.cli import check_group_overrides, run_task
+from litvision.support.cli import run_script, run_task
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
@@ -16,5 +16,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    check_group_overrides(Path(__file__).resolve().parents[1] / "conf")
-    main()
+    run_script(main, Path(__file__).resolve().parents[1] / "conf")

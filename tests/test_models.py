@@ -115,7 +115,7 @@ def test_one_epoch_fit_on_tiny_data(model, tiny_data_dir, image_folder, tmp_path
             "trainer.max_epochs=1",
             "trainer.limit_train_batches=2",
             "trainer.limit_val_batches=1",
-            "+trainer.num_sanity_val_steps=0",
+            "trainer.num_sanity_val_steps=0",
             "test=false",
             "callbacks=none",
             "~logger",

@@ -70,11 +70,12 @@ INVALID = [
     (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch"),  # litvision.support.options from here
     (["trainer.min_epochs=-3"], "trainer.min_epochs"),
     (["trainer.log_every_n_steps=-1"], "trainer.log_every_n_steps"),
-    (["+trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches"),
+    (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches"),
     (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val"),
     (["trainer.deterministic=maybe"], "trainer.deterministic"),
+    (["trainer.gradient_clip_algorithm=bogus"], "trainer.gradient_clip_algorithm"),
     (["trainer.limit_train_batches=-1"], "invalid trainer config"),
-    (["+trainer.max_steps=-5"], "invalid trainer config"),
+    (["trainer.max_steps=-5"], "invalid trainer config"),
     # callbacks
     (["callbacks.val_predictions.every_n_epochs=0"], "invalid callbacks.val_predictions config"),
     (["callbacks.confusion_matrix.every_n_epochs=0"], "invalid callbacks.confusion_matrix config"),

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from litvision.support.cli import check_group_overrides, run_task
+from litvision.support.cli import run_script, run_task
 from litvision_lab.paths import CONF_DIR, LAB_CONF_DIR
 
 
@@ -15,6 +15,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    for conf_dir in (CONF_DIR, LAB_CONF_DIR):
-        check_group_overrides(conf_dir)
-    main()
+    run_script(main, CONF_DIR, LAB_CONF_DIR)
