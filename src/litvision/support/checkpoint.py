@@ -63,5 +63,55 @@ def check_resumable(checkpoint: dict, path: str | Path, net_config: dict) -> Non
         )
 
 
+# What a resume must keep: other values mean other data, and the run's val/acc_best, early-stopping and
+# checkpoint scores (restored with it) would then compare numbers measured on different images.
+_DATA_IDENTITY = ("_target_", "num_classes", "class_names", "in_channels", "image_size")
+
+
+def check_same_data(checkpoint: dict, path: str | Path, data_config: dict) -> None:
+    """Resuming onto other data would continue the run's best scores on another dataset: refuse it."""
+    saved = saved_configs(checkpoint)[1]
+    differ = [
+        f"{'dataset' if key == '_target_' else key} {_short(saved[key])} -> {_short(data_config[key])}"
+        for key in _DATA_IDENTITY
+        if saved.get(key) is not None and data_config.get(key) is not None and saved[key] != data_config[key]
+    ]
+    if differ:
+        raise CheckpointError(
+            f"{path} was trained on other data ({'; '.join(differ)}): a resume continues that run on its own "
+            f"data; to start a new run from its weights pass model.init_from={path} instead of ckpt_path"
+        )
+
+
+def check_training_left(checkpoint: dict, path: str | Path, max_epochs: int | None, max_steps: int | None) -> None:
+    """A resume whose checkpoint already reached ``max_epochs`` (or ``max_steps``) would train nothing: say so.
+
+    An error rather than a warning: the run would still test and write a new run folder whose
+    metrics.json repeats the old run's scores as if this command had produced them.
+    """
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    epochs = progress.get("processed")  # epochs whose training batches all ran (mid-epoch: that epoch is not)
+    steps = checkpoint.get("global_step")
+    if isinstance(epochs, int) and max_epochs is not None and 0 <= max_epochs <= epochs:
+        key, reached, unit = "max_epochs", epochs, "epochs"
+    elif isinstance(steps, int) and max_steps is not None and 0 <= max_steps <= steps:
+        key, reached, unit = "max_steps", steps, "steps"
+    else:
+        return
+    limit = max_epochs if key == "max_epochs" else max_steps
+    raise CheckpointError(
+        f"{path} has already trained {reached} {unit} (trainer.{key}={limit}): nothing left to train; "
+        f"pass trainer.{key}=<more than {reached}> to train on, or test it: python scripts/eval.py ckpt_path={path}"
+    )
+
+
+def _short(value: object) -> str:
+    if isinstance(value, (list, tuple)) and len(value) > 4:
+        return "[" + ", ".join(map(str, value[:3])) + f", ... {len(value)} in all]"
+    if isinstance(value, str) and "." in value:  # a class path: its name says enough
+        return value.rsplit(".", 1)[-1]
+    return str(value)
+
+
 def _brief(net: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (net or {}).items() if k != "_target_")

@@ -1,0 +1,171 @@
+"""Everyday journeys of a new user: resumes that cannot work are refused in one line, config mistakes are
+one ``error:`` line from every script, the Trainer options researchers use are plain keys, eval takes the
+same progress-bar settings as train, and the printed commands and documented snippets work as written."""
+
+from __future__ import annotations
+
+import pytest
+from lightning import Trainer
+
+from conftest import QUIET, compose_train, run_main
+from litvision.support.checkpoint import read_checkpoint
+from litvision.support.instantiate import build
+from litvision.tasks.train import train
+
+
+def tiny_args(data_dir, root, *extra: str) -> list[str]:
+    """A quick MLP run on the tiny MNIST files, writing under ``root``."""
+    return [
+        f"paths.root_dir={root}",
+        f"data.data_dir={data_dir}",
+        "data=mnist",
+        "data.val_size=100",
+        "model=mlp",
+        *QUIET,
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def two_epoch_checkpoint(tiny_data_dir, tmp_path_factory):
+    """last.ckpt of a 2-epoch MNIST run (a few batches an epoch)."""
+    root = tmp_path_factory.mktemp("trained")
+    cfg = compose_train(
+        tiny_args(
+            tiny_data_dir, root, "trainer.max_epochs=2", "trainer.limit_train_batches=2", "test=false", "logger=none"
+        ),
+        root / "run",
+    )
+    train(cfg)
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+def one_error_line(result) -> str:
+    """The run's only stderr line, which must be an ``error:`` line; no traceback, no Hydra footer."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr + result.stdout and "HYDRA_FULL_ERROR" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+# -- 1 and 7: resumes that cannot do what was asked ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "other, named",
+    [
+        ("data=fashion_mnist", "dataset MNISTDataModule -> FashionMNISTDataModule"),
+        ("data.class_names=[a,b,c,d,e,f,g,h,i,j]", "class_names"),
+        ("data.image_size=32", "image_size 28 -> 32"),
+    ],
+)
+def test_resuming_onto_other_data_is_refused_and_points_at_init_from(
+    other, named, two_epoch_checkpoint, tiny_data_dir, tmp_path
+):
+    result = run_main(
+        "train.py",
+        *tiny_args(tiny_data_dir, tmp_path, other, "trainer.max_epochs=3", f"ckpt_path={two_epoch_checkpoint}"),
+        check=False,
+    )
+    line = one_error_line(result)
+    assert "other data" in line and named in line and f"model.init_from={two_epoch_checkpoint}" in line
+    assert not list(tmp_path.rglob("metrics.json")), "a refused resume writes no metrics"
+
+
+def test_a_resume_with_nothing_left_to_train_says_what_to_pass(two_epoch_checkpoint, tiny_data_dir, tmp_path):
+    assert read_checkpoint(two_epoch_checkpoint)["epoch"] == 1  # epochs 0 and 1 done
+    for limit in ("trainer.max_epochs=1", "trainer.max_epochs=2"):
+        result = run_main(
+            "train.py", *tiny_args(tiny_data_dir, tmp_path, limit, f"ckpt_path={two_epoch_checkpoint}"), check=False
+        )
+        line = one_error_line(result)
+        assert "already trained 2 epochs" in line and "trainer.max_epochs=<more than 2>" in line, line
+        assert f"scripts/eval.py ckpt_path={two_epoch_checkpoint}" in line
+
+
+# -- 4: unknown keys and options, from every script -------------------------------------------------------
+
+SCRIPTS = ["train.py", "eval.py ckpt_path=x.ckpt", "predict.py ckpt_path=x.ckpt", "export.py ckpt_path=x.ckpt"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_an_unknown_key_is_one_line_naming_the_closest_keys_from_every_script(script, tmp_path):
+    name, *args = script.split()
+    line = one_error_line(run_main(name, *args, f"paths.root_dir={tmp_path}", "trainer.max_epoch=3", check=False))
+    assert "trainer.max_epoch is not a key" in line and "did you mean trainer.max_epochs" in line
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        # a Lightning Trainer argument the config does not list: adding it is what was meant
+        ("trainer.profiler=simple", "lightning.Trainer takes it: add it with +trainer.profiler=simple"),
+        ("trainer.foo=1", "trainer.foo is not a key of the trainer config nor an argument of lightning.Trainer"),
+        ("model=mpl", "model=mpl: no such option (closest: mlp)"),
+        ("model.net.hiden=[8]", "did you mean model.net.hidden"),
+        ("foo=1", "foo is not a key of the config; to add it as a new key: +foo=1"),
+        ("logger=null", "to turn it off: logger=none"),
+    ],
+)
+def test_config_mistakes_are_one_error_line_with_exit_status_2(override, expected, tmp_path):
+    line = one_error_line(run_main("train.py", "model=mlp", f"paths.root_dir={tmp_path}", override, check=False))
+    assert expected in line, line
+
+
+def test_model_summary_and_a_missing_required_key_answer_in_one_line(tmp_path):
+    line = one_error_line(run_main("model_summary.py", "model=foo", check=False))
+    assert "model takes one of:" in line and "small_cnn" in line
+    line = one_error_line(run_main("eval.py", f"paths.root_dir={tmp_path}", check=False))
+    assert line == "error: ckpt_path is required: pass ckpt_path=<value>"
+
+
+def test_a_sweep_stops_in_one_line_on_a_bad_option_and_reports_failed_runs_without_hydra_footer(tmp_path):
+    line = one_error_line(run_main("train.py", "-m", "model=mlp,foo", f"paths.root_dir={tmp_path}", check=False))
+    assert "model=foo: no such option" in line
+    # A run that fails (here before its data loads) is reported by the sweep, which exits with 1.
+    result = run_main(
+        "train.py", "-m", "model=mlp", "model.optimizer.lr=fast", f"paths.root_dir={tmp_path}", *QUIET, check=False
+    )
+    assert result.returncode == 1 and "HYDRA_FULL_ERROR" not in result.stderr
+    assert "error: 1 runs: 1 failed" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- 5: the Trainer options researchers use are keys of every trainer config ------------------------------
+
+RESEARCH_OPTIONS = [
+    "trainer.accumulate_grad_batches=2",
+    "trainer.gradient_clip_val=0.5",
+    "trainer.gradient_clip_algorithm=value",
+    "trainer.val_check_interval=0.5",
+    "trainer.check_val_every_n_epoch=2",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.log_every_n_steps=5",
+    "trainer.deterministic=true",
+    "trainer.max_steps=100",
+]
+
+
+@pytest.mark.parametrize("trainer", ["default", "cpu", "gpu", "ddp", "ddp_cpu"])
+def test_every_trainer_config_takes_the_research_options_as_written(trainer, tmp_path):
+    cfg = compose_train([f"trainer={trainer}", *RESEARCH_OPTIONS], tmp_path)
+    assert cfg.trainer.accumulate_grad_batches == 2 and cfg.trainer.gradient_clip_algorithm == "value"
+    if trainer in ("default", "cpu"):  # the others need GPUs or start processes
+        built = build(cfg.trainer, "trainer", logger=False)
+        assert isinstance(built, Trainer) and built.accumulate_grad_batches == 2 and built.val_check_interval == 0.5
+
+
+@pytest.mark.parametrize(
+    "debug, attribute, value",
+    [("fdr", "fast_dev_run", 1), ("overfit", "overfit_batches", 3), ("limit", "limit_train_batches", 0.05)],
+)
+def test_the_debug_configs_still_build_their_trainer(debug, attribute, value, tmp_path):
+    built = build(compose_train([f"debug={debug}", "trainer=cpu"], tmp_path).trainer, "trainer", logger=False)
+    assert getattr(built, attribute) == value
+
+
+def test_accumulate_grad_batches_as_written_takes_one_step_per_two_batches(tiny_data_dir, tmp_path):
+    args = ["trainer.max_epochs=1", "trainer.limit_train_batches=4", "data.batch_size=32", "test=false", "logger=none"]
+    cfg = compose_train(tiny_args(tiny_data_dir, tmp_path, *args, "trainer.accumulate_grad_batches=2"), tmp_path)
+    train(cfg)
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 2
