@@ -5,7 +5,8 @@ same progress-bar settings as train, and the printed commands and documented sni
 from __future__ import annotations
 
 import pytest
-from lightning import Trainer
+from lightning import Callback, Trainer
+from lightning.pytorch.callbacks import ProgressBar
 
 from conftest import QUIET, compose_train, run_main
 from litvision.support.checkpoint import read_checkpoint
@@ -169,3 +170,43 @@ def test_accumulate_grad_batches_as_written_takes_one_step_per_two_batches(tiny_
     cfg = compose_train(tiny_args(tiny_data_dir, tmp_path, *args, "trainer.accumulate_grad_batches=2"), tmp_path)
     train(cfg)
     assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 2
+
+
+# -- 3 and 6: eval.py's batch size and progress bar ------------------------------------------------------
+
+
+class BatchProbe(Callback):
+    """Added with +callbacks.probe=...: records the first test batch's size and the trainer's progress bars."""
+
+    seen: list[tuple[int, int]] = []
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx == 0:
+            bars = sum(isinstance(callback, ProgressBar) for callback in trainer.callbacks)
+            BatchProbe.seen.append((len(batch[0]), bars))
+
+
+PROBE = "+callbacks.probe={_target_: test_journeys.BatchProbe}"
+
+
+@pytest.mark.parametrize(
+    "options, batch, bars",
+    [
+        (["data.batch_size=7"], 7, 1),  # the documented key: the test batch size (the saved one is 1024)
+        (["data.eval_batch_size=5", "trainer.enable_progress_bar=false"], 5, 0),  # the flag alone turns the bar off
+        (["callbacks.progress_bar=null"], 1024, 0),
+    ],
+)
+def test_eval_honours_the_batch_size_and_the_progress_bar_settings_of_train(
+    options, batch, bars, two_epoch_checkpoint, tmp_path
+):
+    BatchProbe.seen.clear()
+    run_main(
+        "eval.py",
+        f"ckpt_path={two_epoch_checkpoint}",
+        f"paths.root_dir={tmp_path}",
+        "trainer.limit_test_batches=1",
+        PROBE,
+        *options,
+    )
+    assert BatchProbe.seen == [(min(batch, 200), bars)]  # the tiny test split has 200 images

@@ -156,7 +156,10 @@ class ImageClassifier(LightningModule):
     def _step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
         logits = self(images) if stage == "train" else self.eval_logits(images)
+        # Soft targets (N, C) from MixUp/CutMix: cross-entropy on the probabilities (label smoothing still
+        # applies), the metrics against each image's dominant label.
         loss = self.criterion(logits, labels)
+        labels = labels.argmax(dim=1) if labels.ndim == 2 else labels
         logits = logits.detach()
         getattr(self, f"{stage}_metrics").update(logits, labels)
         # The batch's mean loss once per example (a view, no copy): the epoch's loss is the mean over its examples.

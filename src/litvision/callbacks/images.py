@@ -46,6 +46,8 @@ class TrainSamples(Callback):
         if writer is None:
             return
         images, labels = batch[0][: self.num_images], batch[1][: self.num_images]
+        if labels.ndim == 2:  # MixUp/CutMix soft targets: captioned with the dominant class
+            labels = labels.argmax(dim=1)
         names = class_names(trainer, _num_classes(trainer, pl_module) or int(labels.max()) + 1)
         captions = [names[int(label)] for label in labels]
         figure = image_grid(

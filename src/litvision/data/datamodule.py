@@ -14,7 +14,7 @@ from torchvision.transforms import PILToTensor
 
 from litvision.data import audit as data_audit
 from litvision.data.audit import check_drop_duplicates
-from litvision.data.augment import augment_batch
+from litvision.data.augment import Augmentation
 from litvision.data.datasets import DATASETS, ensure_available, load_split
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.data.normalization import Normalization
@@ -127,6 +127,7 @@ class ImageDataModule(LightningDataModule):
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
         self.num_classes, self.class_names = num_classes, list(class_names)
         self.augment = dict(augment or {})
+        self.augmentation = Augmentation(num_classes, **self.augment)
         self.search_dirs, self.download = list(search_dirs), download
         self.loader, self.num_workers, self.keep_on_device = loader, num_workers, keep_on_device
         self.normalization = Normalization(mean, std)
@@ -213,16 +214,20 @@ class ImageDataModule(LightningDataModule):
             return batch
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
-        return self.prepare_batch(images, augment=training), labels
+        images = self.prepare_batch(images, augment=training)
+        # MixUp/CutMix: training labels become soft targets (N, num_classes); val/test/predict keep class indices.
+        return self.augmentation.mix(images, labels) if training else (images, labels)
 
     def prepare_batch(self, images: torch.Tensor, augment: bool) -> torch.Tensor:
         """uint8 batch -> normalized float on the batch's device (+ augmentation for training)."""
+        if augment:
+            images = self.augmentation.pixels(images)  # the per-image policy, on the uint8 pixels
         images = images.to(torch.float32, copy=True)  # a new tensor even for float input: changed in place below
         if images.shape[-1] != self.image_size:  # optional `image_size` override for nets wanting bigger input
             images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
         images = self.normalization.on(images.device).normalize_(images)  # in place: one new tensor per batch
-        if augment and self.augment:
-            images = augment_batch(images, **self.augment)
+        if augment:
+            images = self.augmentation.normalized(images)
         return images
 
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:

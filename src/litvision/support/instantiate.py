@@ -31,6 +31,27 @@ def build_each(group: DictConfig | None, what: str) -> list[Any]:
     return [build(entry, f"{what}.{name}") for name, entry in group.items() if entry and "_target_" in entry]
 
 
+def build_callbacks(cfg: DictConfig) -> list[Any]:
+    """The ``callbacks`` group of a task's config; ``trainer.enable_progress_bar=false`` also drops its progress bar.
+
+    Lightning refuses a progress-bar callback beside ``enable_progress_bar=False``, and adds a bar of its
+    own where none is configured: pass ``enable_progress_bar=shows_progress_bar(callbacks)`` to the
+    Trainer, so that either ``trainer.enable_progress_bar=false`` or ``callbacks.progress_bar=null``
+    turns the bar off.
+    """
+    callbacks = build_each(cfg.get("callbacks"), "callbacks")
+    if cfg.get("trainer") is not None and cfg.trainer.get("enable_progress_bar") is False:
+        callbacks = [callback for callback in callbacks if not shows_progress_bar([callback])]
+    return callbacks
+
+
+def shows_progress_bar(callbacks: list[Any]) -> bool:
+    """Whether one of ``callbacks`` is a progress bar (Lightning's ``ProgressBar`` base class)."""
+    from lightning.pytorch.callbacks import ProgressBar
+
+    return any(isinstance(callback, ProgressBar) for callback in callbacks)
+
+
 def plain(config: DictConfig | Mapping) -> dict:
     """A resolved plain-dict copy: what checkpoints and hyperparameter logs can hold."""
     return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from torch import nn
 
-from litvision.data.augment import AUGMENT_KEYS
+from litvision.data.augment import AUGMENT_KEYS, POLICIES
 from litvision.data.folder_classes import class_root, folder_class_names
 from litvision.data.images import RESIZE_MODES
 from litvision.schedules import is_one_cycle, is_plateau, scheduler_parameters, takes_length
@@ -199,6 +199,16 @@ def _check_augment(augment: dict, image_size: int) -> None:
         value = augment.get(name, 0)
         if not _whole(value, 0) or value >= below:
             raise DataError(f"data.augment.{name} must be an integer in [0, {below}) (got {value!r})")
+    policy = augment.get("policy")
+    if policy is not None and policy not in POLICIES:
+        raise DataError(f"data.augment.policy must be null or one of {', '.join(POLICIES)} (got {policy!r})")
+    probabilities = (("erasing", 1), ("mix_switch_prob", 1), ("mix_prob", 1))
+    for name, highest in (*probabilities, ("mixup_alpha", None), ("cutmix_alpha", None)):
+        value = augment.get(name, 0)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or value < 0 or (highest is not None and value > highest):
+            bounds = f"in [0, {highest}]" if highest is not None else ">= 0 (0: off)"
+            raise DataError(f"data.augment.{name} must be a number {bounds} (got {value!r})")
 
 
 def _check_folds(num_folds, fold) -> None:

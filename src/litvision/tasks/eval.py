@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 
 import lightning as L
-from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 
 from litvision.classifier import ImageClassifier
 from litvision.models.pretrained import checkpoint_weights_follow
 from litvision.support.checkpoint import read_checkpoint, saved_configs
-from litvision.support.instantiate import build, build_each, plain
+from litvision.support.instantiate import build, build_callbacks, build_each, plain, shows_progress_bar
 from litvision.support.precision import resolve_trainer_precision
 from litvision.sweeps.records import scalars
 
@@ -23,14 +22,24 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model_config, data_config = saved_configs(read_checkpoint(cfg.ckpt_path))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    data_config = {**data_config, **{k: v for k, v in plain(cfg.data).items() if v is not None}}
+    data_config = {**data_config, **test_data_overrides(cfg.data)}
     datamodule = build(data_config, "data")
     with checkpoint_weights_follow():  # a pretrained backbone's file is not needed: the checkpoint's weights follow
         model = ImageClassifier(**model_config)
     loggers = build_each(cfg.get("logger"), "logger")
     resolve_trainer_precision(cfg.trainer)
-    trainer = build(cfg.trainer, "trainer", callbacks=[RichProgressBar()], logger=loggers or False)
+    callbacks = build_callbacks(cfg)
+    bar = shows_progress_bar(callbacks)  # callbacks.progress_bar=null: no bar, rather than Lightning's own
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar)
     trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = scalars(trainer.callback_metrics)
     log.info("test/acc=%.4f  (%s)", metrics.get("test/acc", float("nan")), cfg.ckpt_path)
     return metrics
+
+
+def test_data_overrides(data: DictConfig) -> dict:
+    """The ``data`` keys given on the command line; ``batch_size`` is the test batch size, as eval runs no training."""
+    given = {key: value for key, value in plain(data).items() if value is not None}
+    if "batch_size" in given:
+        given.setdefault("eval_batch_size", given["batch_size"])
+    return given

@@ -9,10 +9,10 @@ import lightning as L
 from omegaconf import DictConfig, open_dict
 
 from litvision.callbacks.report import write_run_report
-from litvision.support import provenance
 from litvision.models.pretrained import apply_weights_preprocessing
+from litvision.support import provenance
 from litvision.support.checkpoint import check_resumable, check_same_data, check_training_left, read_checkpoint
-from litvision.support.instantiate import build, build_each, plain
+from litvision.support.instantiate import build, build_callbacks, build_each, plain, shows_progress_bar
 from litvision.support.options import check_trainer_options
 from litvision.support.precision import resolve_trainer_precision
 from litvision.sweeps.records import is_rank_zero, scalars, write_metrics
@@ -43,10 +43,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             check_training_left(checkpoint, cfg.ckpt_path, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
 
     resolve_trainer_precision(cfg.trainer)  # auto -> bf16-mixed or 32-true, before the callbacks read it
-    callbacks = build_each(cfg.get("callbacks"), "callbacks")
+    callbacks = build_callbacks(cfg)
     loggers = build_each(cfg.get("logger"), "logger")
     check_trainer_options(cfg.trainer)
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    bar = shows_progress_bar(callbacks)  # callbacks.progress_bar=null: no bar, rather than Lightning's own
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = scalars(trainer.callback_metrics)
