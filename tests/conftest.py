@@ -33,8 +33,14 @@ CONF_DIR = ROOT / "conf"
 MNIST_17K = Path(os.environ.get("LITVISION_MNIST17K", ROOT.parent / "shared" / "data" / "mnist-17k"))
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
-# Quiet, fast settings for runs inside tests: no progress bar, no model summary table.
-QUIET = ["callbacks.progress_bar=null", "callbacks.rich_model_summary=null", "trainer.enable_progress_bar=false"]
+# Quiet, fast settings for runs inside tests: no progress bar, no model summary table, no report.html
+# (tests/test_report.py checks the report; drawing it in every other run would cost the suite seconds).
+QUIET = [
+    "callbacks.progress_bar=null",
+    "callbacks.rich_model_summary=null",
+    "trainer.enable_progress_bar=false",
+    "callbacks.report=null",
+]
 
 
 @pytest.fixture(scope="session")

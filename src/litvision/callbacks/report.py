@@ -171,6 +171,9 @@ def write_run_report(trainer: Trainer) -> Path | None:
     reporter = next((cb for cb in trainer.callbacks if isinstance(cb, RunReport)), None)
     if reporter is None or not trainer.is_global_zero:
         return None
+    if trainer.fast_dev_run:  # debug=fdr checks the wiring with one batch: no numbers worth a page
+        log.info("no %s for a fast_dev_run", REPORT_FILE)
+        return None
     run_dir = reporter.save(trainer)
     try:
         return write_run_page(run_dir)

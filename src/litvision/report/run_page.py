@@ -8,6 +8,8 @@ says so instead of failing.
 
 from __future__ import annotations
 
+import zipfile
+from datetime import datetime
 from html import escape
 from pathlib import Path
 
@@ -16,12 +18,14 @@ import numpy as np
 from litvision.callbacks.render import confusion_picture, curves_figure, image_grid
 from litvision.report import analysis
 from litvision.report.html import image, note, page, table
+from litvision.support.errors import LitvisionError, first_line
 from litvision.support.provenance import PATCH_FILE, PROVENANCE_FILE
 from litvision.sweeps.records import METRICS_FILE, STATUS_FILE, read_json
 
 PREDICTIONS_FILE = "test_predictions.npz"
 DATA_FILE = "report_data.json"
 REPORT_FILE = "report.html"
+SPLIT_ORDER = ("train", "val", "test")
 CONFIG_FILES = ("resolved_config.yaml", ".hydra/config.yaml")  # the second is Hydra's, unresolved
 
 
@@ -38,7 +42,7 @@ def run_page(run_dir: Path) -> str:
     record, data = read_json(run_dir / METRICS_FILE), read_json(run_dir / DATA_FILE)
     metrics = record.get("metrics", {})
     predictions_path = run_dir / PREDICTIONS_FILE
-    predictions = analysis.Predictions.load(predictions_path) if predictions_path.is_file() else None
+    predictions = _load_predictions(predictions_path) if predictions_path.is_file() else None
     bins = int(data.get("calibration_bins") or 15)
     sections = [
         ("curves", "Learning curves", _curves(data)),
@@ -61,6 +65,15 @@ def run_page(run_dir: Path) -> str:
     ]
     intro = table([name for name, _ in facts], [[value for _, value in facts]], text_columns=0)
     return page(f"Run report: {run_dir.name}", sections, intro=f"<p>{escape(str(run_dir))}</p>{intro}")
+
+
+def _load_predictions(path: Path) -> analysis.Predictions:
+    try:
+        return analysis.Predictions.load(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise LitvisionError(
+            f"{path} is unreadable ({first_line(err, typed=True)}); rerun the test to rewrite it"
+        ) from err
 
 
 # -- sections ----------------------------------------------------------------------------------
@@ -138,8 +151,21 @@ def _calibration(predictions: analysis.Predictions | None, bins: int) -> str:
     return (
         f'<p>Expected calibration error (torchmetrics, {bins} bins, L1): <b id="ece">{ece:.4f}</b>. '
         "A calibrated model's bars meet the diagonal: among images predicted with confidence 0.8, 80% are "
-        "right.</p>" + image(analysis.reliability_figure(predictions, bins, ece), "reliability diagram")
+        "right.</p>"
+        + image(analysis.reliability_figure(predictions, bins, ece), "reliability diagram")
+        + _bin_table(predictions, bins)
     )
+
+
+def _bin_table(predictions: analysis.Predictions, bins: int) -> str:
+    confidence, accuracy, counts = analysis.reliability_bins(predictions, bins)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    rows = [
+        [f"{edges[i]:.2f}-{edges[i + 1]:.2f}", int(counts[i]), f"{confidence[i]:.3f}", f"{accuracy[i]:.3f}"]
+        for i in range(bins)
+        if counts[i]
+    ]
+    return table(["confidence bin", "images", "mean confidence", "accuracy"], rows)
 
 
 def _model_and_timing(data: dict, record: dict, run_dir: Path) -> str:
@@ -162,7 +188,10 @@ def _model_and_timing(data: dict, record: dict, run_dir: Path) -> str:
             ["training images/s (last epoch)", _rounded(timing.get("images_per_s"), 1)],
         ]
     if provenance.get("started") and provenance.get("ended"):
-        rows.append(["wall time of the run", f"{provenance['started']} to {provenance['ended']}"])
+        wall = datetime.fromisoformat(provenance["ended"]) - datetime.fromisoformat(provenance["started"])
+        rows.append(
+            ["wall time of the run", f"{wall.total_seconds():.0f} s ({provenance['started']} to {provenance['ended']})"]
+        )
     if not rows:
         return note("no model summary or timing saved")
     text = table(["", ""], rows)
@@ -175,7 +204,7 @@ def _audit(audit: dict | None) -> str:
     if not audit:
         return note("no data audit in this run (data.audit=false)")
     names = audit["class_names"]
-    splits = list(audit["class_counts"])
+    splits = sorted(audit["class_counts"], key=lambda s: SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99)
     rows = [[name, *(audit["class_counts"][s][i] for s in splits)] for i, name in enumerate(names)]
     rows.append(["total", *(sum(audit["class_counts"][s]) for s in splits)])
     text = f"<p>Hashed every decoded image in {audit['seconds']:.2f} s.</p>" + table(["class", *splits], rows)

@@ -1,0 +1,137 @@
+"""``<sweep dir>/report.html``: a sweep's runs compared on one page.
+
+The table is ``scripts/summarize.py``'s (:mod:`litvision.sweeps.results_table`), with numbers rounded
+to what a reader compares: accuracies in percent to 2 decimals, losses to 4, numeric settings (a
+learning rate drawn by Optuna) to 3 significant digits. Below it, every run's val/acc curve on one
+plot (from each run's ``report_data.json``) with a legend naming the settings that differ, and a link
+to each run's own report.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from litvision.report.html import image, note, page
+from litvision.report.run_page import DATA_FILE, REPORT_FILE
+from litvision.sweeps.records import OK, read_json
+from litvision.sweeps.results_table import Run, read_runs, seed_groups, shared_settings, sort_runs, varying_keys
+
+SHOWN = ("val/acc_best", "test/acc", "test/loss")
+
+
+def write_sweep_page(sweep_dir: str | Path, metric: str = "val/acc_best", ascending: bool = False) -> Path:
+    sweep_dir = Path(sweep_dir)
+    runs = read_runs(sweep_dir)
+    path = sweep_dir / REPORT_FILE
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text(sweep_page(sweep_dir, runs, metric, ascending), encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+def sweep_page(sweep_dir: Path, runs: list[Run], metric: str, ascending: bool) -> str:
+    keys = varying_keys(runs)
+    shown = [m for m in dict.fromkeys([metric, *SHOWN]) if any(m in run.metrics for run in runs)]
+    ordered = sort_runs(runs, metric, ascending)
+    header = ["run", *keys, *shown, "epochs", "wall", "status", "report"]
+    rows = []
+    for run in ordered:
+        report = sweep_dir / run.name / REPORT_FILE
+        link = f'<a href="{escape(run.name)}/{REPORT_FILE}">report</a>' if report.is_file() else ""
+        status = run.status if run.status == OK or not run.error else f"{run.status}: {run.error}"
+        cells = [
+            escape(run.name),
+            *(escape(setting(run.settings.get(key, ""))) for key in keys),
+            *(escape(number(m, run.metrics.get(m))) for m in shown),
+            "" if run.epochs is None else str(run.epochs),
+            "" if run.wall_s is None else f"{run.wall_s:.0f} s",
+            escape(status),
+            link,
+        ]
+        # The run and its settings, and its status and link, read as text; the numbers align right.
+        text = [i <= len(keys) or i >= len(cells) - 2 for i in range(len(cells))]
+        rows.append("<tr>" + "".join(_cell(c, t) for c, t in zip(cells, text)) + "</tr>")
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    shared = shared_settings(runs)
+    intro = f"<p>{len(runs)} runs in {escape(str(sweep_dir))}, best {escape(metric)} first.</p>"
+    if shared:
+        intro += "<p>Shared overrides: " + " ".join(f"<code>{escape(setting_override(s))}</code>" for s in shared)
+        intro += "</p>"
+    body = f'<table id="runs"><tr>{head}</tr>{"".join(rows)}</table>' + _groups(runs, keys, shown)
+    sections = [("runs", "Runs", body), ("curves", "Validation accuracy", _curves(sweep_dir, ordered, keys))]
+    return page(f"Sweep report: {sweep_dir.name}", sections, intro=intro)
+
+
+def _cell(content: str, text: bool) -> str:
+    return f'<td class="text">{content}</td>' if text else f"<td>{content}</td>"
+
+
+def _groups(runs: list[Run], keys: list[str], shown: list[str]) -> str:
+    groups = seed_groups(runs, shown)
+    if not groups:
+        return ""
+    header = "".join(
+        f"<th>{escape(h)}</th>" for h in [*(k for k in keys if k not in ("seed", "data.fold")), "runs", *shown]
+    )
+    rows = []
+    for group in groups:
+        cells = [escape(setting(group["settings"].get(k, ""))) for k in keys if k not in ("seed", "data.fold")]
+        cells.append(escape(",".join(group["seeds"])))
+        for m in shown:
+            stats = group[m]
+            cells.append("" if not stats else f"{number(m, stats[0])} ± {number(m, stats[1])}")
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<p>Mean ± std over repeats:</p><table><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def _curves(sweep_dir: Path, runs: list[Run], keys: list[str]) -> str:
+    fig = Figure(figsize=(11, 4.5), dpi=100)
+    ax = fig.subplots()
+    drawn = 0
+    for index, run in enumerate(runs):
+        curves = read_json(sweep_dir / run.name / DATA_FILE).get("curves", {})
+        if "val/acc" not in curves:
+            continue
+        epochs, values = curves["val/acc"]
+        label = f"{run.name}: " + " ".join(f"{k}={setting(run.settings.get(k, ''))}" for k in keys)
+        style = "-" if index < 10 else ("--" if index < 20 else ":")  # ten colours, then other line styles
+        ax.plot(epochs, values, style, color=f"C{index % 10}", marker="o", markersize=3, label=label[:80])
+        drawn += 1
+    if not drawn:
+        return note(f"no run has val/acc curves saved ({DATA_FILE})")
+    ax.set(xlabel="epoch", ylabel="val/acc")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if drawn <= 20 else 2)
+    fig.tight_layout()
+    return image(fig, "validation accuracy of every run")
+
+
+def number(metric: str, value) -> str:
+    """Accuracies in percent (2 decimals), anything else to 4 significant digits."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return ""
+    if metric.split("/")[-1].startswith("acc"):
+        return f"{100 * value:.2f}%"
+    return f"{value:.4g}"
+
+
+def setting(value: str) -> str:
+    """An override's value as typed, numbers with more digits than matter cut to 3 significant digits."""
+    try:
+        parsed = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if value.lstrip("-").isdigit():  # integers (epochs, seeds) stay whole
+        return value
+    return f"{parsed:.3g}"
+
+
+def setting_override(override: str) -> str:
+    key, _, value = override.partition("=")
+    return f"{key}={setting(value)}"
