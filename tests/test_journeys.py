@@ -4,6 +4,11 @@ same progress-bar settings as train, and the printed commands and documented sni
 
 from __future__ import annotations
 
+import json
+import shlex
+import signal
+
+import optuna
 import pytest
 from lightning import Callback, Trainer
 from lightning.pytorch.callbacks import ProgressBar
@@ -210,3 +215,83 @@ def test_eval_honours_the_batch_size_and_the_progress_bar_settings_of_train(
         *options,
     )
     assert BatchProbe.seen == [(min(batch, 200), bars)]  # the tiny test split has 200 images
+
+
+# -- 2: the command an interrupted run prints works as printed ---------------------------------------------
+
+
+class CtrlC(Callback):
+    """Added with +callbacks.ctrl_c=...: a Ctrl-C once per test, after the first training batch or in the test."""
+
+    fired = False
+
+    def __init__(self, stage: str = "train"):
+        self.stage = stage
+
+    def _press(self) -> None:
+        if not CtrlC.fired:
+            CtrlC.fired = True
+            signal.raise_signal(signal.SIGINT)
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if self.stage == "train":
+            self._press()
+
+    def on_test_batch_start(self, trainer, *args) -> None:
+        if self.stage == "test":
+            self._press()
+
+
+def printed_command(stderr: str, after: str) -> list[str]:
+    """The command on the line after ``after``, as the shell would split it."""
+    lines = stderr.splitlines()
+    command = next(lines[i + 1] for i, line in enumerate(lines) if line.endswith(after))
+    return shlex.split(command)
+
+
+@pytest.mark.slow
+def test_an_interrupted_optuna_trial_prints_a_resume_command_that_runs(tiny_data_dir, tmp_path):
+    CtrlC.fired = False
+    database = tmp_path / "study.db"
+    result = run_main(
+        "train.py",
+        "-m",
+        "hydra/sweeper=litvision_optuna",
+        "+optimized_metric=val/acc_best",
+        f"hydra.sweeper.storage={database}",
+        "hydra.sweeper.study_name=journey",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner}",
+        "model.optimizer.lr=choice(0.01,0.02)",
+        *tiny_args(tiny_data_dir, tmp_path, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "logger=none"),
+        "+callbacks.ctrl_c={_target_: test_journeys.CtrlC}",
+        check=False,
+    )
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "rerun the sweep command to continue the sweep" in result.stderr
+    command = printed_command(result.stderr, "resume with:")
+    assert command[:2] == ["python", "scripts/train.py"] and not any("optuna_pruning" in arg for arg in command)
+    trial = optuna.load_study(study_name="journey", storage=f"sqlite:///{database}").trials[0]
+    assert trial.state.name == "FAIL"  # the study has closed it: the resumed run must not report to it
+
+    resumed = run_main(command[1].removeprefix("scripts/"), *command[2:])  # as printed; fails on a traceback
+    assert "test/acc" in resumed.stdout + resumed.stderr
+
+
+@pytest.mark.slow
+def test_a_run_stopped_while_testing_prints_an_eval_command_that_runs(tiny_data_dir, tmp_path):
+    CtrlC.fired = False
+    run_dir = tmp_path / "run"
+    args = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "logger=none", f"hydra.run.dir={run_dir}"]
+    result = run_main(
+        "train.py",
+        *tiny_args(tiny_data_dir, tmp_path, *args),
+        "+callbacks.ctrl_c={_target_: test_journeys.CtrlC, stage: test}",
+        check=False,
+    )
+    assert result.returncode == 130, result.stderr[-3000:]
+    command = printed_command(result.stderr, "training was complete; test it with:")
+    assert command[:2] == ["python", "scripts/eval.py"]
+    assert json.loads((run_dir / "status.json").read_text())["resume"] == shlex.join(command)
+    evaluated = run_main("eval.py", *command[2:], f"paths.root_dir={tmp_path}", "callbacks.progress_bar=null")
+    assert "test/acc" in evaluated.stdout + evaluated.stderr

@@ -34,11 +34,13 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from litvision.sweeps.records import write_status
+from litvision.support.cli import in_multirun
+from litvision.sweeps.records import PRUNING_OVERRIDE, write_status
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"
+EVAL_COMMAND = "python scripts/eval.py"  # tests a checkpoint: what a run stopped while testing has left to do
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -149,14 +151,16 @@ class Interruption(Callback):
         signum = _signal_of(exception)
         if signum is None:
             return
-        ckpt_path = None
+        ckpt_path, command = None, None
         if trainer.state.fn == TrainerFn.FITTING:
             ckpt_path = str(self._checkpoint_path(trainer, signum).resolve())
             trainer.save_checkpoint(ckpt_path, weights_only=False)  # the whole state: optimizer, loops, callbacks
-        else:  # stopped while testing: training is complete, its last checkpoint resumes (and tests) it
+            command = self.resume_command(ckpt_path)
+        else:  # stopped while testing: training is complete; eval.py tests what was being tested
             last = next((cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor is None), "")
-            ckpt_path = str(Path(last).resolve()) if last else None
-        command = self.resume_command(ckpt_path) if ckpt_path else None
+            tested = trainer.ckpt_path or last
+            ckpt_path = str(Path(tested).resolve()) if tested else None
+            command = f"{EVAL_COMMAND} {shlex.quote(f'ckpt_path={ckpt_path}')}" if ckpt_path else None
         stopped = Stopped(int(signum), ckpt_path, command)
         exception.litvision_stopped = stopped
         if not trainer.is_global_zero:
@@ -172,11 +176,18 @@ class Interruption(Callback):
         )
         name = signal.Signals(signum).name
         if command:
+            then = "resume with" if trainer.state.fn == TrainerFn.FITTING else "training was complete; test it with"
             print(
-                f"{name}: stopped at epoch {trainer.current_epoch}, step {trainer.global_step}; resume with:",
+                f"{name}: stopped at epoch {trainer.current_epoch}, step {trainer.global_step}; {then}:",
                 file=sys.stderr,
             )
             print(f"  {command}", file=sys.stderr)
+            if in_multirun():
+                print(
+                    "  (this runs that job alone, outside the sweep; rerun the sweep command to continue the sweep:"
+                    " an Optuna study with a storage goes on from the trials it finished)",
+                    file=sys.stderr,
+                )
         else:
             print(f"{name}: stopped; no checkpoint to resume from", file=sys.stderr)
 
@@ -190,8 +201,16 @@ class Interruption(Callback):
         return self.dirpath / self.filename
 
     def resume_command(self, ckpt_path: str) -> str:
-        """``<command> <the run's overrides> ckpt_path=<ckpt>``: the same run, continued."""
+        """``<command> <the run's overrides> ckpt_path=<ckpt>``: the same run, continued.
+
+        An Optuna trial's pruning callback is left out: the sweeper has told the study the trial
+        failed, and a finished trial takes no more reports (Optuna raises UpdateFinishedTrialError).
+        """
         overrides = []
         if HydraConfig.initialized():
-            overrides = [o for o in HydraConfig.get().overrides.task if not o.split("=", 1)[0].endswith("ckpt_path")]
+            overrides = [
+                o
+                for o in HydraConfig.get().overrides.task
+                if not o.split("=", 1)[0].endswith("ckpt_path") and not o.startswith(PRUNING_OVERRIDE)
+            ]
         return " ".join([self.command, *(shlex.quote(o) for o in overrides), shlex.quote(f"ckpt_path={ckpt_path}")])
