@@ -250,6 +250,13 @@ def row(plan: Plan, seeds: list[int], plan_only: bool, means: dict[str, float], 
     return cells
 
 
+def kept_sections(path: Path) -> list[str]:
+    """The sections other lab scripts write into the page (``<!-- name:start -->`` to ``<!-- name:end -->``,
+    e.g. transfer.py's): a rewrite of the table keeps them at the end."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return [f"\n{m.group(0)}\n" for m in re.finditer(r"<!-- (\w+):start -->.*?<!-- \1:end -->", text, flags=re.S)]
+
+
 def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str], plan_only: bool) -> None:
     import torch
 
@@ -285,7 +292,7 @@ def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str]
     lines += ["| " + " | ".join(row(plan, seeds, plan_only, means, loops)) + " |" for plan in plans]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.tmp")
-    partial.write_text("\n".join(lines) + "\n")
+    partial.write_text("\n".join(lines) + "\n" + "".join(kept_sections(path)))
     os.replace(partial, path)  # a reproduction killed mid-write leaves the previous page, never half of one
     if not plan_only and path.resolve() == DEFAULT_OUTPUT.resolve():
         write_readme_rows(ROOT / "README.md", plans, seeds)
