@@ -4,16 +4,23 @@ same progress-bar settings as train, and the printed commands and documented sni
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import json
+import re
 import shlex
 import signal
+from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from lightning import Callback, Trainer
 from lightning.pytorch.callbacks import ProgressBar
+from PIL import Image
 
-from conftest import QUIET, compose_train, run_main
+from conftest import QUIET, ROOT, compose_train, run_main
 from litvision.support.checkpoint import read_checkpoint
 from litvision.support.instantiate import build
 from litvision.tasks.train import train
@@ -295,3 +302,57 @@ def test_a_run_stopped_while_testing_prints_an_eval_command_that_runs(tiny_data_
     assert json.loads((run_dir / "status.json").read_text())["resume"] == shlex.join(command)
     evaluated = run_main("eval.py", *command[2:], f"paths.root_dir={tmp_path}", "callbacks.progress_bar=null")
     assert "test/acc" in evaluated.stdout + evaluated.stderr
+
+
+# -- 10: docs/predict.md's ONNX snippet gives predict.py's answer -------------------------------------------
+
+
+def onnx_snippet() -> str:
+    """The Python block of docs/predict.md's ONNX section, as a reader copies it."""
+    text = (ROOT / "docs" / "predict.md").read_text()
+    section = text[text.index("## Exporting to ONNX") :]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_onnx_snippet_of_the_docs_gives_predict_pys_answer_on_non_square_images(
+    two_epoch_checkpoint, tmp_path, monkeypatch
+):
+    rng = np.random.default_rng(3)
+    images = tmp_path / "images"
+    images.mkdir()
+    # (width, height, mode, format): wide and tall, grayscale and colour, PNG and JPEG (decoded at a reduced scale)
+    for i, (width, height, mode, fmt) in enumerate(
+        [
+            (90, 40, "L", "PNG"),
+            (41, 97, "RGB", "PNG"),
+            (300, 120, "RGB", "JPEG"),
+            (64, 200, "L", "JPEG"),
+            (29, 28, "L", "PNG"),
+        ]
+    ):
+        coarse = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)  # blobs, not noise
+        picture = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC).convert(mode)
+        picture.save(images / f"{i}.{fmt.lower()}", fmt)
+    export_dir = tmp_path / "export"
+    run_main(
+        "export.py",
+        f"ckpt_path={two_epoch_checkpoint}",
+        "format=onnx",
+        f"output={export_dir / 'last.onnx'}",
+        f"hydra.run.dir={tmp_path / 'export-run'}",
+    )
+    run_main(
+        "predict.py", f"ckpt_path={two_epoch_checkpoint}", f"inputs={images}", f"hydra.run.dir={tmp_path / 'predict'}"
+    )
+    with (tmp_path / "predict" / "predictions.csv").open() as stream:
+        predicted = {Path(row["path"]).name: (row["class_1"], float(row["prob_1"])) for row in csv.DictReader(stream)}
+    assert len(predicted) == 5
+
+    snippet = onnx_snippet()
+    monkeypatch.chdir(export_dir)  # the snippet opens last.onnx and last.onnx.json where it runs
+    for name, (label, probability) in predicted.items():
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(snippet.replace('"photo.jpg"', repr(str(images / name))), {})
+        got_label, got_probability = printed.getvalue().split()
+        assert (got_label, float(got_probability)) == (label, pytest.approx(probability, abs=2e-6)), name
