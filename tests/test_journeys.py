@@ -118,6 +118,10 @@ def test_an_unknown_key_is_one_line_naming_the_closest_keys_from_every_script(sc
         ("model=mpl", "model=mpl: no such option (closest: mlp)"),
         ("model.net.hiden=[8]", "did you mean model.net.hidden"),
         ("foo=1", "foo is not a key of the config; to add it as a new key: +foo=1"),
+        (
+            "+trainer.max_steps=5",
+            "trainer.max_steps is already in the config: set it without the +, trainer.max_steps=5",
+        ),
         ("logger=null", "to turn it off: logger=none"),
     ],
 )

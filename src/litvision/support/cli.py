@@ -108,7 +108,13 @@ def config_error_line(err: BaseException) -> str:
         return f"{cause.full_key} is required: pass {cause.full_key}=<value>"
     if isinstance(cause, InterpolationResolutionError) and cause.full_key:
         return f"{cause.full_key}: {first_line(cause, limit=None)}"
-    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    already = re.search(r"An item is already at '([^']+)'.*remove \+ prefix: '([^']+)'", str(err), flags=re.S)
+    if already:  # +key=value for a key the config has
+        return f"{already.group(1)} is already in the config: set it without the +, {already.group(2)}"
+    line = " ".join(text.strip() for text in str(err).splitlines() if text.strip()) or type(err).__name__
+    if cause is not err and isinstance(cause, OmegaConfBaseException):
+        line = f"{line}: {first_line(cause, limit=None)}"
+    return line
 
 
 def _unknown_key_line(key: str, parent: Any, added: str | None) -> str:
