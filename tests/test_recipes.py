@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import struct
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -165,3 +169,73 @@ def test_ema_checkpoints_test_eval_and_resume_use_the_average(tiny_data_dir, tmp
     for key in ("state_dict", "current_model_state"):
         torch.testing.assert_close(last[halves][key], last[straight][key])
     assert resumed["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-6)
+
+
+# -- trackers -------------------------------------------------------------------------------------------------
+def _wandb_records(run_file):
+    """The records of a W&B offline run file (LevelDB-style log blocks of wandb's own protobuf records)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, position, block, chunks = run_file.read_bytes(), 7, 32768, []  # 7: the ':W&B' file header
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a header is padding
+            position += block - position % block
+            continue
+        length, kind = struct.unpack_from("<HB", data, position + 4)  # after a 4-byte checksum
+        chunks.append(data[position + 7 : position + 7 + length])
+        position += 7 + length
+        if kind in (1, 4):  # a whole record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(chunks))
+            chunks = []
+            yield record
+
+
+@pytest.mark.slow
+def test_logger_many_writes_mlflow_and_wandb_runs_that_read_back(tiny_data_dir, tmp_path, monkeypatch):
+    import wandb
+    from mlflow.tracking import MlflowClient
+
+    for name, value in {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}.items():
+        monkeypatch.setenv(name, value)
+    cfg = tiny(tiny_data_dir, tmp_path, "logger=many", "trainer.max_epochs=2", "data.batch_size=128")
+    metrics = train(cfg)
+    wandb.finish()
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("litvision").experiment_id])
+    assert run.data.params["optimizer/lr"] == str(cfg.model.optimizer.lr)
+    history = client.get_metric_history(run.info.run_id, "val/acc")
+    assert len(history) == 2 and history[-1].value == pytest.approx(metrics["val/acc"])
+    assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
+
+    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    summary, config = {}, {}
+    for record in _wandb_records(run_file):
+        kind = record.WhichOneof("record_type")
+        if kind in ("summary", "config"):
+            target = summary if kind == "summary" else config
+            for item in getattr(record, kind).update:  # a key with a slash comes as a one-element nested_key
+                target[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    assert summary["val/acc"] == pytest.approx(metrics["val/acc"])
+    assert summary["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert config["optimizer"]["lr"] == cfg.model.optimizer.lr
+
+
+def test_a_tracker_without_its_extra_is_one_line_or_left_out_of_many(tiny_data_dir, tmp_path, monkeypatch, caplog):
+    import importlib.util
+
+    from litvision.support.errors import LitvisionError
+    from litvision.support.instantiate import build_each
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("mlflow", "wandb") else real(name, *a)
+    )
+    for tracker in ("mlflow", "wandb"):
+        with pytest.raises(LitvisionError, match=rf'logger={tracker} needs {tracker}: pip install -e "\.\[tracking\]"'):
+            build_each(tiny(tiny_data_dir, tmp_path, f"logger={tracker}").logger, "logger")
+    with caplog.at_level(logging.INFO, logger="litvision.support.trackers"):
+        loggers = build_each(tiny(tiny_data_dir, tmp_path, "logger=many").logger, "logger")
+    assert [type(logger).__name__ for logger in loggers] == ["TensorBoardLogger", "CSVLogger"]
+    assert "logger.wandb left out: wandb is not installed" in caplog.text

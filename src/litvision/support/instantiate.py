@@ -25,10 +25,12 @@ def build(config: DictConfig | dict, what: str, **kwargs: Any) -> Any:
 
 
 def build_each(group: DictConfig | None, what: str) -> list[Any]:
-    """Instantiate every entry of a group like ``callbacks`` or ``logger`` (entries set to null are off)."""
+    """Instantiate every entry of a group like ``callbacks`` or ``logger`` (entries set to null are off, and so
+    are those that build to None: a tracker of ``logger=many`` that is not installed)."""
     if not group:
         return []
-    return [build(entry, f"{what}.{name}") for name, entry in group.items() if entry and "_target_" in entry]
+    built = (build(entry, f"{what}.{name}") for name, entry in group.items() if entry and "_target_" in entry)
+    return [item for item in built if item is not None]
 
 
 def build_callbacks(cfg: DictConfig) -> list[Any]:
