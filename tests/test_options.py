@@ -131,7 +131,8 @@ def test_a_null_config_group_says_how_to_turn_it_off_instead_of_a_traceback(scri
     result = run_main(script, "logger=null", f"hydra.run.dir={tmp_path}", check=False)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.splitlines() == [
-        "error: logger=null: config group logger takes one of csv, many, none, tensorboard; to turn it off: logger=none"
+        "error: logger=null: config group logger takes one of csv, many, mlflow, none, tensorboard, wandb; "
+        "to turn it off: logger=none"
     ]
     assert not list(tmp_path.iterdir()), "nothing was run"
     turned_off = run_main("train.py", "model/scheduler=null", f"hydra.run.dir={tmp_path}", check=False)
