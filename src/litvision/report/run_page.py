@@ -63,6 +63,7 @@ def run_page(run_dir: Path) -> str:
         ("seed", record.get("seed", "")),
         ("status", status),
     ]
+    facts = [(name, value) for name, value in facts if value != ""]  # status.json comes after the first page
     intro = table([name for name, _ in facts], [[value for _, value in facts]], text_columns=0)
     return page(f"Run report: {run_dir.name}", sections, intro=f"<p>{escape(str(run_dir))}</p>{intro}")
 
