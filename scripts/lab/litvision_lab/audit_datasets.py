@@ -32,7 +32,7 @@ SOURCES = {"fashion_mnist": DEBIAN_FASHION_MNIST, "mnist": MNIST_17K}
 LISTED = 10
 
 
-def measure(dataset: str, source: Path, data_dir: Path, repeats: int) -> dict:
+def measure(dataset: str, source: Path, data_dir: Path, repeats: int, val_size: int = 5000) -> dict:
     from litvision.data import FashionMNISTDataModule, MNISTDataModule
     from litvision.data.audit import audit
     from litvision.data.datasets import ensure_available, load_split
@@ -51,7 +51,12 @@ def measure(dataset: str, source: Path, data_dir: Path, repeats: int) -> dict:
         times = []
         for _ in range(repeats):
             datamodule = module(
-                data_dir=str(data_dir), search_dirs=[str(source)], download=False, class_names=names, audit=audit_on
+                data_dir=str(data_dir),
+                search_dirs=[str(source)],
+                download=False,
+                class_names=names,
+                val_size=val_size,
+                audit=audit_on,
             )
             started = time.perf_counter()
             datamodule.setup("fit")
