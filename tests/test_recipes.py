@@ -239,3 +239,22 @@ def test_a_tracker_without_its_extra_is_one_line_or_left_out_of_many(tiny_data_d
         loggers = build_each(tiny(tiny_data_dir, tmp_path, "logger=many").logger, "logger")
     assert [type(logger).__name__ for logger in loggers] == ["TensorBoardLogger", "CSVLogger"]
     assert "logger.wandb left out: wandb is not installed" in caplog.text
+
+
+# -- learning-rate finder -------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_lr_find_writes_its_curve_and_prints_the_override(tiny_data_dir, tmp_path):
+    from PIL import Image
+
+    from conftest import run_main
+
+    run_dir = tmp_path / "lr_find"
+    args = [f"data.data_dir={tiny_data_dir}", "data=mnist", "data.val_size=100", "model=mlp", "data.batch_size=16"]
+    args += ["lr_find.num_training=30", "lr_find.min_lr=1e-5", f"hydra.run.dir={run_dir}", *QUIET]
+    result = run_main("lr_find.py", *args)
+    results = json.loads((run_dir / "lr_find.json").read_text())
+    assert len(results["lr"]) == len(results["loss"]) == 30 or "stopped early" in result.stderr
+    assert 1e-5 <= results["suggestion"] <= 1.0 and results["suggestion"] in results["lr"]
+    assert result.stdout.strip().splitlines()[-1] == f"model.optimizer.lr={results['suggestion']:.3g}"
+    with Image.open(run_dir / "lr_find.png") as png:
+        assert png.format == "PNG" and png.size[0] > 300
