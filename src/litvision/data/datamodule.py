@@ -16,7 +16,8 @@ from litvision.data import audit as data_audit
 from litvision.data.audit import check_drop_duplicates
 from litvision.data.augment import Augmentation
 from litvision.data.datasets import DATASETS, ensure_available, load_split
-from litvision.data.loader import EpochSampler, TensorBatchLoader
+from litvision.data.loader import EpochSampler, MappedBatchLoader, TensorBatchLoader
+from litvision.data.mapped import MappedImages
 from litvision.data.normalization import Normalization
 from litvision.support.errors import DataError
 from litvision.support.options import check_data_options
@@ -24,33 +25,56 @@ from litvision.support.options import check_data_options
 log = logging.getLogger(__name__)
 
 
-class _ResumableBatchLoader(TensorBatchLoader):
-    """The training loader: after a mid-epoch checkpoint it continues the epoch at the batch where it stopped.
+class _ResumableBatchLoader:
+    """The training loader: after a mid-epoch checkpoint it continues the epoch where it stopped.
 
-    Lightning restores the loop's progress (the batches of the epoch already done) before the epoch's
-    first batch is drawn; the sampler's epoch fixes the order, so skipping that many batches of it gives
-    the batches an uninterrupted run would have seen next. In an epoch started afresh the count is 0.
+    The data module's state in the checkpoint records the epoch, the batches of it done and their
+    batch size (:meth:`ImageDataModule.state_dict`); Lightning hands it back before the first batch
+    is drawn. The sampler's epoch fixes the order, so skipping the examples those batches took gives
+    the batches an uninterrupted run would have seen next, also when the resume asks for a smaller
+    ``data.batch_size`` (the examples are counted, not the batches). A larger batch size or another
+    number of processes cannot continue that epoch exactly and is refused in one line.
     """
 
-    def __init__(self, *args, trainer, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._trainer = trainer
+    def __init__(self, inner: TensorBatchLoader, datamodule: ImageDataModule):
+        self.inner, self._datamodule = inner, datamodule
+        # Named like DataLoader's attributes, so Lightning's per-epoch set_epoch call finds the sampler.
+        self.sampler, self.batch_sampler = inner.sampler, None
 
-    def _batches_done(self) -> int:
-        if not self._trainer.training:
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def _samples_done(self) -> int:
+        """Examples of this epoch's order that the resumed checkpoint had trained on (0: none, or a new epoch)."""
+        saved = self._datamodule.resume_point
+        trainer = self._datamodule.trainer
+        if saved is None or not trainer.training:
             return 0
-        # Lightning internal: the public loader state_dict is not restored once estimated_stepping_batches ran (#20550)
-        return int(self._trainer.fit_loop.epoch_loop.batch_progress.current.ready)
+        self._datamodule.resume_point = None  # once: the epochs after it start afresh
+        batches, saved_size, saved_world = saved["batches_done"], saved["train_batch_size"], saved["world_size"]
+        batch_size, world = self.inner.batch_size, self.sampler.world_size
+        if saved["epoch"] != self.sampler.epoch or batches * saved_size >= len(self.sampler) or not batches:
+            return 0  # saved at an epoch's end
+        # Lightning counts this epoch's batches on from the saved count and ends the epoch when the count
+        # reaches the loader's length: a batch size up to the saved one always gets there, a larger one may
+        # end it early; and with another number of processes every rank's share of the order changes.
+        if saved_world != world or saved_size < batch_size:
+            raise DataError(
+                f"the checkpoint stopped mid-epoch after {batches} batches of {saved_size} images on {saved_world} "
+                f"process(es); its epoch continues only with data.batch_size<={saved_size} on {saved_world} "
+                f"process(es) (got {batch_size} on {world}); or resume from a checkpoint saved at an epoch end"
+            )
+        return batches * saved_size
 
     def __iter__(self):
-        # A generator: the count is read when the epoch's first batch is drawn, after Lightning's restore.
-        skip = self._batches_done()
+        # A generator: the resume point is read when the epoch's first batch is drawn, after Lightning's restore.
+        skip = self._samples_done()
         if skip:
-            log.info("resuming the epoch at training batch %d", skip)
-        yield from self.batches(skip)
+            log.info("resuming the epoch after its first %d training images", skip)
+        yield from self.inner.batches(skip)
 
     # Lightning's resumable-loader interface, which marks the loader as resumable (no mid-epoch warning);
-    # the position comes from the loop state above, so there is nothing to save.
+    # the position travels in the data module's state, so there is nothing to save here.
     def state_dict(self) -> dict:
         return {}
 
@@ -132,6 +156,7 @@ class ImageDataModule(LightningDataModule):
         self.loader, self.num_workers, self.keep_on_device = loader, num_workers, keep_on_device
         self.normalization = Normalization(mean, std)
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.resume_point: dict | None = None  # from the resumed checkpoint: see state_dict
 
     # -- files ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -169,15 +194,19 @@ class ImageDataModule(LightningDataModule):
         if self.loader == "dataloader":
             return self._torch_dataloader(split, train, batch_size)
         trainer = self.trainer
-        if trainer is not None and self.keep_on_device and trainer.strategy.root_device.type != "cpu":
+        device = trainer.strategy.root_device if trainer is not None else None
+        if device is not None and self.keep_on_device and _fits_on(device, self.splits[split][0]):
             # The whole uint8 split lives on the GPU: batches are gathered there, nothing crosses PCIe.
-            self.splits[split] = tuple(t.to(trainer.strategy.root_device) for t in self.splits[split])
+            self.splits[split] = tuple(t.to(device) for t in self.splits[split])
         images, labels = self.splits[split]
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = EpochSampler(len(images), shuffle=train, seed=self.shuffle_seed, rank=rank, world_size=world)
-        if train and trainer is not None:
-            return _ResumableBatchLoader(images, labels, batch_size, sampler, trainer=trainer)
-        return TensorBatchLoader(images, labels, batch_size, sampler, drop_last=False)
+        # Training shares are padded to one length: every rank takes the same number of steps.
+        sampler = EpochSampler(len(images), train, self.shuffle_seed, rank, world, even=train)
+        if isinstance(images, MappedImages):
+            loader = MappedBatchLoader(images, labels, batch_size, sampler, num_workers=self.num_workers)
+        else:
+            loader = TensorBatchLoader(images, labels, batch_size, sampler)
+        return _ResumableBatchLoader(loader, self) if train and trainer is not None else loader
 
     def _torch_dataloader(self, split: str, train: bool, batch_size: int) -> DataLoader:
         """The classic per-image path (torchvision Dataset + DataLoader) for data that does not fit in memory.
@@ -207,6 +236,26 @@ class ImageDataModule(LightningDataModule):
 
     def predict_dataloader(self):
         return self._loader("test", train=False)
+
+    # -- state in every checkpoint -------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Where training stands in its epoch's data order: the epoch, the batches of it done, their size and
+        the number of processes, so that a mid-epoch resume skips exactly the examples already seen."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        batches_done = trainer.fit_loop.epoch_loop.batch_idx + 1 if trainer.training else 0
+        return {
+            "epoch": trainer.current_epoch,
+            "batches_done": batches_done,
+            "train_batch_size": self.batch_size,
+            "world_size": trainer.world_size,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        keys = ("epoch", "batches_done", "train_batch_size", "world_size")
+        if all(key in state_dict for key in keys):
+            self.resume_point = {key: state_dict[key] for key in keys}
 
     # -- on the device -------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -257,6 +306,16 @@ class FashionMNISTDataModule(ImageDataModule):
 class CIFAR10DataModule(ImageDataModule):
     dataset = "cifar10"
     native_shape = (3, 32)
+
+
+def _fits_on(device: torch.device, images) -> bool:
+    """Whether a split held in host memory also fits the GPU's free memory (half of it; a mapped split never)."""
+    if device.type == "cpu" or isinstance(images, MappedImages) or images.device == device:
+        return False
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return images.nbytes <= free // 2
 
 
 def kfold_indices(labels: torch.Tensor, num_folds: int, fold: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,49 +3,46 @@
 One subfolder per class, its name the class name (classes in sorted order). Either ``train/`` (and
 optionally ``val/``, ``test/``) holding the class folders, or the class folders directly, split into
 train/val/test by seeded, per-class fractions. Every file is decoded once by
-:func:`litvision.data.images.read_image` (threads over all cores) into the uint8 tensors the built-in
-datasets use, and kept in a cache file in the folder, keyed by the files' names, sizes and modification
-times and by the decode settings: a second run loads it in seconds, a changed folder is decoded again.
+:func:`litvision.data.images.read_image`, in worker processes, straight into a memory-mapped uint8
+cache file in the folder (:mod:`litvision.data.folder_cache`), once per machine. The splits are then
+copied into memory when they fit the memory budget (``data.in_memory=auto``), or read from the mapped
+cache by DataLoader workers: the same batches either way.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
 from litvision.data import audit as data_audit
 from litvision.data.datamodule import ImageDataModule
+from litvision.data.folder_cache import FolderCache
 from litvision.data.folder_files import (
-    CACHE_VERSION,
     SPLIT_FOLDERS,
     FileList,
     ImageFileDataset,
-    atomic_save,
     collate_skipping,
     decode_all,
-    fingerprint,
     per_channel_stats,
     scan_folder,
     stratified_carve,
 )
+from litvision.data.mapped import MappedImages, human_size, memory_budget
 from litvision.data.normalization import Normalization
 from litvision.support.errors import DataError
 from litvision.support.options import check_folder_options
 
 log = logging.getLogger(__name__)
 
-CACHE_PREFIX = ".litvision-cache"
 STATS_SAMPLE = 2000  # training images decoded for mean/std on the dataloader path
 
 
 class FolderDataModule(ImageDataModule):
-    """Images in class folders, decoded once into in-memory uint8 splits (or per batch with loader=dataloader).
+    """Images in class folders, decoded once into uint8 splits (or per batch with loader=dataloader).
 
     ``num_classes`` and ``class_names`` default to the folder's class folders (the data config resolves
     them with ``${litvision.folder_classes:...}``); given ones must agree with the folder. ``mean`` and
@@ -70,7 +67,9 @@ class FolderDataModule(ImageDataModule):
         std: Sequence[float] | None = None,
         on_bad_image: str = "skip",
         cache: bool = True,
-        decode_threads: int | None = None,
+        decode_workers: int | None = None,
+        in_memory: str | bool = "auto",
+        memory_budget: float = 0.5,
         **kwargs,
     ):
         found = check_folder_options(
@@ -85,7 +84,9 @@ class FolderDataModule(ImageDataModule):
             mean=mean,
             std=std,
             on_bad_image=on_bad_image,
-            decode_threads=decode_threads,
+            decode_workers=decode_workers,
+            in_memory=in_memory,
+            memory_budget=memory_budget,
         )
         self.native_shape = (in_channels, image_size)  # what read_image produces
         self.given_stats = mean is not None and std is not None
@@ -103,13 +104,19 @@ class FolderDataModule(ImageDataModule):
         )
         self.resize, self.on_bad_image, self.use_cache = resize, on_bad_image, cache
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
-        self.decode_threads = decode_threads or os.cpu_count() or 1
+        self.decode_workers = decode_workers or os.cpu_count() or 1
+        self.in_memory, self.memory_budget = in_memory, memory_budget
         self.files: FileList | None = None
         self.split_positions: dict[str, torch.Tensor] = {}  # split -> positions into self.files
         self.skipped: list[str] = []  # "<path>: not a readable image (...)" per skipped file
+        self._mapped: tuple[MappedImages, dict[int, str]] | None = None  # the cache and its failures
 
     def prepare_data(self) -> None:
-        """Nothing to download: the folder is the data."""
+        """Decode the folder into its cache, once per machine: Lightning runs this on one process per node
+        while the node's other ranks wait; their :meth:`setup` then maps the same file."""
+        if self.loader == "tensor" and self.use_cache:
+            self._plan_splits()
+            self._decoded()
 
     # -- splits over the file list -------------------------------------------------------------
     def _plan_splits(self) -> None:
@@ -144,11 +151,12 @@ class FolderDataModule(ImageDataModule):
                 self._set_stats(self._sample_stats())
             return
         images, ok = self._decoded()
+        kept = {split: positions[ok[positions]] for split, positions in self.split_positions.items()}
+        in_memory = self._hold_in_memory(images, sum(len(rows) for rows in kept.values()))
         names = {}  # each split's file paths, so the data audit names the duplicates it finds
-        for split, positions in self.split_positions.items():
-            kept = positions[ok[positions]]
-            self.splits[split] = (images[kept], self.files.labels[kept])
-            names[split] = [str(self.files.paths[i]) for i in kept.tolist()]
+        for split, rows in kept.items():
+            self.splits[split] = (images[rows].load() if in_memory else images[rows], self.files.labels[rows])
+            names[split] = [str(self.files.paths[i]) for i in rows.tolist()]
         if not len(self.splits["train"][0]):
             raise DataError(f"{self.data_dir}: none of the training files is a readable image")
         data_audit.run(self, names)  # class counts, duplicates across splits; drop_duplicates=test
@@ -158,22 +166,19 @@ class FolderDataModule(ImageDataModule):
     def _settings(self) -> str:
         return f"{self.in_channels}x{self.image_size}-{self.resize}"
 
-    def _decoded(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every listed file decoded, from the cache when it matches; bad files reported (or raised)."""
+    def _decoded(self) -> tuple[MappedImages, torch.Tensor]:
+        """Every listed file decoded (mapped from the cache), and a mask of the readable ones; bad files
+        reported (or raised)."""
         paths = self.files.paths
-        key = fingerprint(paths, self.data_dir, self._settings())
-        cache = self.data_dir / f"{CACHE_PREFIX}-{self._settings()}-{key}.pt"
-        payload = self._load_cache(cache, key) if self.use_cache else None
-        if payload is None:
-            started = time.perf_counter()
-            log.info("decoding %d files from %s (%d threads)", len(paths), self.data_dir, self.decode_threads)
-            images, ok, errors = decode_all(paths, self.in_channels, self.image_size, self.resize, self.decode_threads)
-            seconds = time.perf_counter() - started
-            log.info("decoded %d files in %.1f s (%.0f images/s)", len(paths), seconds, len(paths) / max(seconds, 1e-9))
-            payload = {"version": CACHE_VERSION, "key": key, "images": images, "ok": ok, "errors": errors}
-            if self.use_cache and not (errors and self.on_bad_image == "error"):
-                self._write_cache(cache, payload)
-        images, ok, errors = payload["images"], payload["ok"], list(payload["errors"])
+        cache = FolderCache(
+            self.data_dir, self.in_channels, self.image_size, self.resize, self.use_cache, self.decode_workers
+        )
+        if self._mapped is None or len(self._mapped[0]) != len(paths):  # prepare_data may have mapped it already
+            self._mapped = cache.find(paths) or cache.build(paths)
+        images, failures = self._mapped
+        ok = torch.ones(len(paths), dtype=torch.bool)
+        ok[list(failures)] = False
+        errors = [failures[position] for position in sorted(failures)]
         if errors:
             if self.on_bad_image == "error":
                 more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -182,33 +187,27 @@ class FolderDataModule(ImageDataModule):
             log.warning("skipped %d unreadable file(s):\n  %s", len(errors), "\n  ".join(errors))
         return images, ok
 
-    def _load_cache(self, cache: Path, key: str) -> dict | None:
-        if not cache.is_file():
-            return None
-        started = time.perf_counter()
-        try:
-            payload = torch.load(cache, weights_only=True, mmap=True)  # pages read as the splits are copied
-            if not isinstance(payload, dict) or payload.get("key") != key or payload.get("version") != CACHE_VERSION:
-                return None
-            if len(payload["images"]) != len(self.files.paths):
-                return None
-        except Exception as err:  # a damaged cache is decoded again, never trusted
-            log.warning("ignoring the unreadable cache %s (%s)", cache, type(err).__name__)
-            return None
-        log.info(
-            "loaded %d decoded images from %s in %.1f s", len(payload["images"]), cache, time.perf_counter() - started
-        )
-        return payload
-
-    def _write_cache(self, cache: Path, payload: dict) -> None:
-        try:
-            atomic_save(payload, cache)
-        except OSError as err:  # a read-only folder: the run goes on, the next one decodes again
-            log.warning("could not write the cache %s (%s)", cache, err.strerror or err)
-            return
-        for stale in self.data_dir.glob(f"{CACHE_PREFIX}-{self._settings()}-*.pt"):
-            if stale != cache:  # the same settings for an older state of the folder
-                stale.unlink(missing_ok=True)
+    def _hold_in_memory(self, images: MappedImages, count: int) -> bool:
+        """Whether the splits are copied into memory (``data.in_memory``), said in one line."""
+        trainer = self.trainer
+        needed = count * images.nbytes // max(1, len(images))
+        budget, how = memory_budget(self.memory_budget, trainer.num_devices if trainer is not None else 1)
+        if self.in_memory is True and needed > budget:
+            raise DataError(
+                f"data.in_memory=true: the splits take {human_size(needed)}, more than the memory budget of "
+                f"{human_size(budget)} ({how}); use data.in_memory=auto to read them from the mapped cache, "
+                f"or raise data.memory_budget"
+            )
+        in_memory = self.in_memory is True or (self.in_memory == "auto" and needed <= budget)
+        if in_memory:
+            log.info("data: %d images (%s) held in memory", count, human_size(needed))
+        else:
+            log.info(
+                "data: %d images (%s) read from the mapped cache %s by %d loader worker(s) (%s)",
+                *(count, human_size(needed), images.path, self.num_workers),
+                "data.in_memory=false" if self.in_memory is False else f"memory budget {human_size(budget)}",
+            )
+        return in_memory
 
     def _set_stats(self, stats: tuple[list[float], list[float]]) -> None:
         mean, std = stats
@@ -216,14 +215,14 @@ class FolderDataModule(ImageDataModule):
         log.info("data mean %s, std %s (from the training split)", _rounded(mean), _rounded(std))
 
     # -- the statistics are data state: saved in every checkpoint -------------------------------
-    def state_dict(self) -> dict[str, list[float]]:
-        """``{"mean", "std"}`` the batches are normalized with.
+    def state_dict(self) -> dict:
+        """``{"mean", "std"}`` the batches are normalized with, and the batching of the base class.
 
         Lightning saves it in each checkpoint under this class's name, and
         :func:`litvision.support.checkpoint.saved_configs` puts it into the data config that eval,
         predict and export read, so they normalize as training did.
         """
-        return self.normalization.stats()
+        return {**super().state_dict(), **self.normalization.stats()}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Resuming or testing from a checkpoint: its statistics, not the ones the folder gives today.
@@ -231,6 +230,7 @@ class FolderDataModule(ImageDataModule):
         Called after :meth:`setup`; the weights were trained with the saved values, which differ from the
         recomputed ones only if the folder changed since. Statistics given in the config stay.
         """
+        super().load_state_dict(state_dict)
         if self.given_stats or "mean" not in state_dict:
             return
         restored, current = Normalization(state_dict["mean"], state_dict["std"]), self.normalization
@@ -260,7 +260,7 @@ class FolderDataModule(ImageDataModule):
             generator = torch.Generator().manual_seed(self.split_seed)
             positions = positions[torch.randperm(len(positions), generator=generator)[:STATS_SAMPLE]]
         paths = [self.files.paths[i] for i in positions.tolist()]
-        images, ok, _ = decode_all(paths, self.in_channels, self.image_size, self.resize, self.decode_threads)
+        images, ok, _ = decode_all(paths, self.in_channels, self.image_size, self.resize, self.decode_workers)
         if not ok.any():
             raise DataError(f"{self.data_dir}: none of the training files is a readable image")
         return per_channel_stats(images[ok])

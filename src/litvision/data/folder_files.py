@@ -1,13 +1,14 @@
-"""An image folder's files: scanning, stratified carving, parallel decoding, the cache's fingerprint, statistics,
-and a per-file Dataset for folders larger than memory."""
+"""An image folder's files: scanning, stratified carving, decoding in worker processes into the mapped cache,
+the cache's fingerprint, statistics, and a per-file Dataset (loader=dataloader)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +17,14 @@ from torch.utils.data import Dataset
 
 from litvision.data.folder_classes import class_root, visible_dirs
 from litvision.data.images import read_image
+from litvision.data.mapped import CHUNK_ROWS, MappedImages, create_array, open_array
 from litvision.support.errors import DataError
 
 log = logging.getLogger(__name__)
 
 SPLIT_FOLDERS = ("train", "val", "test")
-CACHE_VERSION = 1  # bump when the cache's content or the decoder's output changes
+CACHE_VERSION = 2  # bump when the cache's content or the decoder's output changes
+DECODE_CHUNK = 256  # files a decoding worker takes at a time
 
 
 @dataclass
@@ -90,10 +93,10 @@ def fingerprint(paths: Sequence[Path], root: Path, settings: str) -> str:
 def decode_all(
     paths: Sequence[Path], channels: int, size: int, resize: str, threads: int
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """uint8 images ``(N, C, size, size)``, a bool mask of the files that decoded and the failures' messages.
+    """uint8 images ``(N, C, size, size)`` in memory, a bool mask of the files that decoded and the failures.
 
-    Threads, not processes: Pillow releases the GIL while it decodes and resizes, and the images land
-    straight in the shared tensor.
+    For a sample of files (the statistics of loader=dataloader); whole folders go through
+    :func:`decode_into`. Threads: Pillow releases the GIL for part of each decode.
     """
     images = torch.zeros(len(paths), channels, size, size, dtype=torch.uint8)
     ok = torch.ones(len(paths), dtype=torch.bool)
@@ -113,27 +116,66 @@ def decode_all(
     return images, ok, [e for e in errors if e is not None]
 
 
-def atomic_save(payload: dict, target: Path) -> None:
-    scratch = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, scratch)
-        os.replace(scratch, target)
-    finally:
-        scratch.unlink(missing_ok=True)
+def decode_into(
+    target: Path, paths: Sequence[Path], channels: int, size: int, resize: str, workers: int
+) -> dict[int, str]:
+    """Decode ``paths`` straight into the uint8 ``.npy`` file ``target`` (created here); returns the failures.
+
+    Worker processes (not threads: Pillow's Python around each decode holds the GIL) each open the
+    file's memory map and write their chunk of rows into it, so no process holds more than a chunk
+    in anonymous memory whatever the number of images. With one worker, or few files, this process
+    decodes them itself. ``{position: message}`` of the files that are not readable images (left zero).
+    """
+    create_array(target, (len(paths), channels, size, size))
+    chunk = max(1, min(DECODE_CHUNK, -(-len(paths) // max(1, workers))))
+    tasks = [
+        (target, start, [str(p) for p in paths[start : start + chunk]], channels, size, resize)
+        for start in range(0, len(paths), chunk)
+    ]
+    failures: dict[int, str] = {}
+    if workers <= 1 or len(tasks) == 1:
+        for task in tasks:
+            failures.update(_decode_chunk(*task))
+        return failures
+    # fork where the platform has it: the workers start at once, with litvision already imported.
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for done in pool.map(_decode_chunk, *zip(*tasks)):
+            failures.update(done)
+    return failures
 
 
-def per_channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+def _decode_chunk(target: Path, start: int, paths: list[str], channels: int, size: int, resize: str) -> dict[int, str]:
+    images = open_array(target, writable=True)
+    failures = {}
+    for offset, path in enumerate(paths):
+        try:
+            images[start + offset] = read_image(path, channels, size, resize).numpy()
+        except DataError as err:
+            failures[start + offset] = str(err)
+    images.flush()
+    del images
+    return failures
+
+
+def per_channel_stats(images) -> tuple[list[float], list[float]]:
     """Mean and std per channel of uint8 ``images`` scaled to [0, 1], exact, from each channel's histogram.
 
-    A histogram of 256 counts per channel: no float copy of the split, and no rounding in long sums.
+    A histogram of 256 counts per channel, counted a chunk of images at a time: no float copy of the
+    split, bounded memory for a mapped split, and no rounding in long sums.
     """
     values = torch.arange(256, dtype=torch.float64)
+    channels = images.shape[1]
+    counts = torch.zeros(channels, 256, dtype=torch.float64)
+    chunks = images.chunks() if isinstance(images, MappedImages) else images.split(CHUNK_ROWS)
+    for chunk in chunks:
+        for channel in range(channels):
+            counts[channel] += torch.bincount(chunk[:, channel].reshape(-1), minlength=256).to(torch.float64)
     means, stds = [], []
-    for channel in range(images.shape[1]):
-        counts = torch.bincount(images[:, channel].reshape(-1), minlength=256).to(torch.float64)
-        total = counts.sum().clamp_min(1)
-        mean = (counts * values).sum() / total
-        variance = ((counts * values.square()).sum() / total - mean.square()).clamp_min(0)
+    for channel in range(channels):
+        total = counts[channel].sum().clamp_min(1)
+        mean = (counts[channel] * values).sum() / total
+        variance = ((counts[channel] * values.square()).sum() / total - mean.square()).clamp_min(0)
         means.append(float(mean) / 255)
         stds.append(max(float(variance.sqrt()) / 255, 1e-3))  # a flat channel: std stays > 0
     return means, stds

@@ -56,6 +56,12 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
         if isinstance(err, KeyboardInterrupt):  # outside training: nothing was saved, nothing to resume
             print("interrupted (SIGINT) before training started or after it ended; nothing to resume", file=sys.stderr)
             sys.exit(128 + signal.SIGINT)
+        from litvision.support.ddp import collective_failure
+
+        failure = collective_failure(err)  # a DDP run that would have waited forever: its timeout, in one line
+        if failure is not None and not in_multirun():
+            print(f"error: {failure}", file=sys.stderr)
+            sys.exit(2)
         raise
     metric_name = cfg.get("optimized_metric")
     return metrics.get(metric_name) if metric_name else None

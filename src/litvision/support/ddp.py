@@ -14,6 +14,8 @@ hydra/launcher=slurm), Lightning launches nothing and the choice does not matter
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
 from typing import Any, Literal
 
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
@@ -23,17 +25,51 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
 from litvision.support.cli import in_multirun
+from litvision.support.errors import LitvisionError, first_line
 
 _EPOCHS_KEY = "litvision_fit_epoch_progress"
 
 
 def ddp_strategy(
-    process_group_backend: str | None = None, start_method_in_sweeps: Literal["spawn", "fork"] = "spawn", **kwargs: Any
+    process_group_backend: str | None = None,
+    start_method_in_sweeps: Literal["spawn", "fork"] = "spawn",
+    timeout_s: float = 1800,
+    **kwargs: Any,
 ) -> DDPStrategy:
-    """A DDPStrategy whose ranks are safe to start from where this process runs (see the module doc)."""
+    """A DDPStrategy whose ranks are safe to start from where this process runs (see the module doc).
+
+    ``timeout_s``: the process group's timeout. A rank that waits that long in a collective (another
+    rank died, or hangs) stops with one error line instead of waiting forever (gloo raises it; NCCL's
+    watchdog ends the process).
+    """
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
+        raise LitvisionError(f"trainer.strategy.timeout_s must be a number of seconds > 0 (got {timeout_s!r})")
     in_sweep = in_multirun() and not ranks_started_externally()
     start_method = start_method_in_sweeps if in_sweep else "popen"
-    return _SweepSafeDDPStrategy(process_group_backend=process_group_backend, start_method=start_method, **kwargs)
+    return _SweepSafeDDPStrategy(
+        process_group_backend=process_group_backend,
+        start_method=start_method,
+        timeout=timedelta(seconds=timeout_s),
+        **kwargs,
+    )
+
+
+def collective_failure(error: BaseException) -> str | None:
+    """One line for a collective that timed out or lost its peer (a rank stopped, hangs, or took other steps).
+
+    gloo and NCCL raise these as RuntimeErrors (``DistBackendError``) from wherever the rank waited:
+    DDP's forward or backward, a metric's sync, a barrier. None for any other error.
+    """
+    if not isinstance(error, RuntimeError):
+        return None
+    text = str(error).lower()
+    if not any(sign in text for sign in ("timed out", "timeout", "connection closed", "connection reset")):
+        return None
+    rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
+    return (
+        f"DDP rank {rank}: no answer from the other DDP processes within trainer.strategy.timeout_s "
+        f"(another process stopped or hangs): {first_line(error, limit=120)}"
+    )
 
 
 def ranks_started_externally() -> bool:

@@ -237,7 +237,9 @@ def check_folder_options(
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
     on_bad_image: str,
-    decode_threads: int | None,
+    decode_workers: int | None,
+    in_memory: str | bool,
+    memory_budget: float,
 ) -> list[str]:
     """FolderDataModule's own options, and its class options against the folder; returns the class folders' names."""
     if not data_dir:
@@ -255,8 +257,12 @@ def check_folder_options(
             raise DataError(f"data.{name} must be in [0, 1) (got {value!r})")
     if val_fraction + test_fraction >= 1:
         raise DataError(f"data.val_fraction + data.test_fraction must be < 1 (got {val_fraction + test_fraction})")
-    if decode_threads is not None and not _whole(decode_threads, 1):
-        raise DataError(f"data.decode_threads must be null or an integer >= 1 (got {decode_threads!r})")
+    if decode_workers is not None and not _whole(decode_workers, 1):
+        raise DataError(f"data.decode_workers must be null or an integer >= 1 (got {decode_workers!r})")
+    if in_memory not in ("auto", True, False) or isinstance(in_memory, int) and not isinstance(in_memory, bool):
+        raise DataError(f"data.in_memory must be auto, true or false (got {in_memory!r})")
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or not memory_budget > 0:
+        raise DataError(f"data.memory_budget must be a share of the free memory in (0, 1] or bytes > 1 (got {memory_budget!r})")
     found, root = folder_class_names(data_dir), class_root(data_dir)
     if len(found) < 2:
         raise DataError(f"{root} has one class folder ({found[0]}); classification needs two or more")
