@@ -1,0 +1,252 @@
+"""Issue 27's measurements: what each augmentation costs per step, the recipe ablation, the LR finder's pick.
+
+    python scripts/lab/recipes.py augment-cost        # ms per batch of 256 of each augmentation -> docs/training.md
+    python scripts/lab/recipes.py ablation --epochs 3 # fashion_mnist_best + each addition, one seed -> docs/results.md
+    python scripts/lab/recipes.py lr-check            # the LR finder on the default run, then both lrs trained
+
+Each writes its section of its page between ``<!-- name:start -->`` and ``<!-- name:end -->`` markers (the
+rest of the page is left alone) with the command, commit, CPU, date and the load average, since the
+machine may be shared. Training runs are ``python scripts/train.py ...`` processes; accuracy comes from
+their metrics.json. ``--epochs`` shorter than the recipe's marks the table as shortened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from litvision_lab.machine_info import machine
+from litvision_lab.paths import CONF_DIR, ROOT
+
+TRAINING_PAGE, RESULTS_PAGE = ROOT / "docs" / "training.md", ROOT / "docs" / "results.md"
+# The augmentations measured: data.augment settings, each on its own (the best recipe's batch ops together).
+AUGMENTATIONS = {
+    "none": {},
+    "crop 2 + flip + cutout 8 (batch ops)": {"crop_padding": 2, "flip": True, "cutout_size": 8},
+    "policy=randaugment": {"policy": "randaugment"},
+    "policy=trivialaugment": {"policy": "trivialaugment"},
+    "policy=autoaugment": {"policy": "autoaugment"},
+    "erasing=0.25": {"erasing": 0.25},
+    "mixup_alpha=0.2 + cutmix_alpha=1.0": {"mixup_alpha": 0.2, "cutmix_alpha": 1.0},
+}
+# The ablation: the best Fashion-MNIST recipe as it is, then each addition on its own.
+ABLATION = {
+    "fashion_mnist_best as it is": [],
+    "+ EMA (decay 0.999)": ["callbacks=[default,ema]"],
+    "+ MixUp 0.2 / CutMix 1.0": ["data.augment.mixup_alpha=0.2", "data.augment.cutmix_alpha=1.0"],
+    "+ TrivialAugment": ["data.augment.policy=trivialaugment"],
+    "+ random erasing 0.25": ["data.augment.erasing=0.25"],
+}
+QUIET = ["trainer.enable_progress_bar=false", "callbacks.rich_model_summary=null"]
+
+
+def header(command: str) -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"`{command}` at commit {commit.stdout.strip()}, {date}, on {machine()}"
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
+
+
+def write_section(page: Path, name: str, body: str) -> None:
+    """Replace the section ``name`` of ``page`` (or append it); the rest of the page is left as it was."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = f"{start}\n{body.strip()}\n{end}\n"
+    old = page.read_text(encoding="utf-8") if page.exists() else ""
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end) + "\n?", flags=re.S)
+    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
+    page.write_text(new, encoding="utf-8")
+
+
+# -- what each augmentation costs ----------------------------------------------------------------------------
+def fashion_batches(count: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` batches of real Fashion-MNIST training images (uint8) and labels, through the data config."""
+    from hydra import compose, initialize_config_dir
+
+    from litvision.support.instantiate import build
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["~local", "data=fashion_mnist", "paths.output_dir=."])
+    datamodule = build(cfg.data, "data")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    images, labels = datamodule.splits["train"]
+    return images[: count * batch].view(count, batch, *images.shape[1:]), labels[: count * batch].view(count, batch)
+
+
+def step_time(batches: torch.Tensor, labels: torch.Tensor, precision: str) -> float:
+    """Median seconds of one training step (forward, backward, AdamW) of fashion_mnist_best's network."""
+    from hydra import compose, initialize_config_dir
+
+    from litvision.support.instantiate import build
+    from litvision.support.precision import choose_precision
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["~local", "experiment=fashion_mnist_best", "paths.output_dir=."])
+    model = build(cfg.model, "model")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    dtype = torch.bfloat16 if choose_precision(precision, "cpu") == "bf16-mixed" else None
+    times = []
+    for images, targets in zip(batches, labels):
+        images = images.float() / 255  # the step's time does not depend on the normalization
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(model(images), targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[2:])
+
+
+def augment_cost(args: argparse.Namespace) -> None:
+    from litvision.data.augment import Augmentation
+
+    torch.manual_seed(0)
+    batches, labels = fashion_batches(args.batches, args.batch_size)
+    before = load()
+    rows = []
+    for name, options in AUGMENTATIONS.items():
+        augmentation = Augmentation(num_classes=10, **options)
+        times = []
+        for images, targets in zip(batches, labels):
+            started = time.perf_counter()
+            mixed = augmentation.normalized(augmentation.pixels(images).float())
+            augmentation.mix(mixed, targets)
+            times.append(time.perf_counter() - started)
+        rows.append((name, statistics.median(times[1:]) * 1000))
+    step = step_time(batches, labels, "auto") * 1000
+    after = load()
+    command = f"python scripts/lab/recipes.py augment-cost --batches {args.batches} --batch-size {args.batch_size}"
+    lines = [
+        f"Measured by {header(command)}; load average {before} before, {after} after (a shared machine: "
+        "other people's tests were running, so the figures are upper bounds).",
+        "",
+        f"Median of {args.batches - 1} batches of {args.batch_size} real Fashion-MNIST images on the CPU "
+        "(uint8 in, the augmentation alone, normalization excluded). For scale: one training step of "
+        f"`experiment=fashion_mnist_best`'s network (forward, backward, AdamW, precision auto) took {step:.0f} ms.",
+        "",
+        "| data.augment | ms per batch | share of that training step |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [f"| {name} | {ms:.1f} | {ms / step:.0%} |" for name, ms in rows]
+    write_section(args.page or TRAINING_PAGE, "augment_cost", "\n".join(lines))
+    print("\n".join(lines))
+
+
+# -- the ablation and the LR finder's pick -------------------------------------------------------------------
+def train_run(run_dir: Path, overrides: list[str]) -> dict:
+    """``python scripts/train.py <overrides>`` (reused when ``run_dir`` holds a finished run); its metrics.json."""
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.exists():
+        command = [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
+        print("running:", shlex.join(command), flush=True)
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"failed: {shlex.join(command)}\n{result.stderr[-3000:]}")
+    metrics = json.loads(metrics_file.read_text())
+    return metrics.get("metrics", metrics)
+
+
+def ablation(args: argparse.Namespace) -> None:
+    shortened = args.epochs is not None
+    common = ["experiment=fashion_mnist_best", f"seed={args.seed}", *QUIET]
+    common += [f"trainer.max_epochs={args.epochs}"] if shortened else []
+    rows = []
+    for name, extra in ABLATION.items():
+        slug = re.sub(r"\W+", "_", name).strip("_").lower()
+        metrics = train_run(args.work / f"e{args.epochs or 'full'}_s{args.seed}" / slug, [*common, *extra])
+        rows.append(
+            f"| {name} | `{' '.join(extra) or '-'}` | {metrics['test/acc']:.2%} | {metrics['val/acc_best']:.2%} |"
+        )
+        command = f"python scripts/lab/recipes.py ablation --seed {args.seed}" + (
+            f" --epochs {args.epochs}" if shortened else ""
+        )
+        note = (
+            f"**Shortened: {args.epochs} epochs per run instead of the recipe's 30, one seed ({args.seed})**: it "
+            "shows what each addition does early in training, not what it gives at the end; additions that "
+            "regularize (MixUp/CutMix, policies, erasing) typically cost accuracy in a short run and pay off in "
+            "a long one. Not a verdict on the 95% goal."
+            if shortened
+            else f"Full recipe length, one seed ({args.seed})."
+        )
+        lines = [
+            "### Ablation: fashion_mnist_best plus each addition",
+            "",
+            f"Measured by {header(command)}; load average {load()} at the last run's end.",
+            "",
+            note,
+            "",
+            "| recipe | overrides | test/acc | val/acc_best |",
+            "| --- | --- | ---: | ---: |",
+            *rows,
+        ]
+        write_section(args.page or RESULTS_PAGE, "ablation", "\n".join(lines))  # after each run: partial tables too
+    print("\n".join(lines))
+
+
+def lr_check(args: argparse.Namespace) -> None:
+    """The LR finder on the default run, then the default run trained with the configured and the suggested lr."""
+    work = args.work / "lr_check"
+    finder_dir = work / "lr_find"
+    if not (finder_dir / "lr_find.json").exists():
+        command = [sys.executable, str(ROOT / "scripts" / "lr_find.py"), *QUIET, f"hydra.run.dir={finder_dir}"]
+        print("running:", shlex.join(command), flush=True)
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"failed: {shlex.join(command)}\n{result.stderr[-3000:]}")
+    found = json.loads((finder_dir / "lr_find.json").read_text())
+    configured, suggested = found["configured_lr"], float(f"{found['suggestion']:.3g}")
+    rows = []
+    for name, lr in (("configured", configured), ("suggested", suggested)):
+        metrics = train_run(work / name, [f"model.optimizer.lr={lr}", f"seed={args.seed}", *QUIET])
+        rows.append(f"| {name} | {lr:g} | {metrics['test/acc']:.2%} | {metrics['val/acc_best']:.2%} |")
+    lines = [
+        "### The LR finder on the default run",
+        "",
+        f"Measured by {header('python scripts/lab/recipes.py lr-check')}; load average {load()} at the end.",
+        "",
+        f"`python scripts/lr_find.py` on the default run (small_cnn, Fashion-MNIST, AdamW, batch 256) suggested "
+        f"lr {found['suggestion']:.3g} (steepest descent per log10(lr); the loss was lowest at "
+        f"{found['lowest_loss_lr']:.3g}; Lightning's own `suggestion()` gave {found['lightning_suggestion']:.3g}). "
+        "Both learning rates as the one-cycle peak of the default 6-epoch run, one seed each:",
+        "",
+        "| lr | model.optimizer.lr | test/acc | val/acc_best |",
+        "| --- | ---: | ---: | ---: |",
+        *rows,
+    ]
+    write_section(args.page or RESULTS_PAGE, "lr_check", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    cost = sub.add_parser("augment-cost", help="ms per batch of each augmentation -> docs/training.md")
+    cost.add_argument("--batches", type=int, default=12)
+    cost.add_argument("--batch-size", type=int, default=256)
+    for name, helps in (("ablation", "the recipe ablation -> docs/results.md"), ("lr-check", "LR finder pick")):
+        run = sub.add_parser(name, help=helps)
+        run.add_argument("--seed", type=int, default=0)
+        run.add_argument("--work", type=Path, default=ROOT / "logs" / "recipes")
+        if name == "ablation":
+            run.add_argument("--epochs", type=int, default=None, help="shorter than the recipe's: a shortened table")
+    for each in sub.choices.values():
+        each.add_argument("--page", type=Path, default=None, help="the page to write its section into")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    {"augment-cost": augment_cost, "ablation": ablation, "lr-check": lr_check}[args.what](args)
+    return 0
