@@ -46,7 +46,8 @@ def two_epoch_checkpoint(tiny_data_dir, tmp_path_factory):
     cfg = compose_train(
         tiny_args(
             tiny_data_dir, root, "trainer.max_epochs=2", "trainer.limit_train_batches=2", "test=false", "logger=none"
-        ),
+        )
+        + ["trainer.limit_val_batches=1"],
         root / "run",
     )
     train(cfg)
@@ -88,13 +89,14 @@ def test_resuming_onto_other_data_is_refused_and_points_at_init_from(
 
 def test_a_resume_with_nothing_left_to_train_says_what_to_pass(two_epoch_checkpoint, tiny_data_dir, tmp_path):
     assert read_checkpoint(two_epoch_checkpoint)["epoch"] == 1  # epochs 0 and 1 done
-    for limit in ("trainer.max_epochs=1", "trainer.max_epochs=2"):
-        result = run_main(
-            "train.py", *tiny_args(tiny_data_dir, tmp_path, limit, f"ckpt_path={two_epoch_checkpoint}"), check=False
-        )
-        line = one_error_line(result)
-        assert "already trained 2 epochs" in line and "trainer.max_epochs=<more than 2>" in line, line
-        assert f"scripts/eval.py ckpt_path={two_epoch_checkpoint}" in line
+    result = run_main(
+        "train.py",
+        *tiny_args(tiny_data_dir, tmp_path, "trainer.max_epochs=1", f"ckpt_path={two_epoch_checkpoint}"),
+        check=False,
+    )
+    line = one_error_line(result)
+    assert "already trained 2 epochs (trainer.max_epochs=1)" in line and "trainer.max_epochs=<more than 2>" in line
+    assert f"scripts/eval.py ckpt_path={two_epoch_checkpoint}" in line
 
 
 # -- 4: unknown keys and options, from every script -------------------------------------------------------
@@ -117,7 +119,6 @@ def test_an_unknown_key_is_one_line_naming_the_closest_keys_from_every_script(sc
         ("trainer.foo=1", "trainer.foo is not a key of the trainer config nor an argument of lightning.Trainer"),
         ("model=mpl", "model=mpl: no such option (closest: mlp)"),
         ("model.net.hiden=[8]", "did you mean model.net.hidden"),
-        ("foo=1", "foo is not a key of the config; to add it as a new key: +foo=1"),
         (
             "+trainer.max_steps=5",
             "trainer.max_steps is already in the config: set it without the +, trainer.max_steps=5",
@@ -137,15 +138,11 @@ def test_model_summary_and_a_missing_required_key_answer_in_one_line(tmp_path):
     assert line == "error: ckpt_path is required: pass ckpt_path=<value>"
 
 
-def test_a_sweep_stops_in_one_line_on_a_bad_option_and_reports_failed_runs_without_hydra_footer(tmp_path):
+def test_a_sweep_with_an_unknown_option_stops_in_one_line_before_any_run(tmp_path):
+    # A sweep whose runs failed ends with its report and exit 1, without Hydra's footer:
+    # tests/test_sweeps.py::test_grid_records_failed_runs_and_finishes_the_others.
     line = one_error_line(run_main("train.py", "-m", "model=mlp,foo", f"paths.root_dir={tmp_path}", check=False))
     assert "model=foo: no such option" in line
-    # A run that fails (here before its data loads) is reported by the sweep, which exits with 1.
-    result = run_main(
-        "train.py", "-m", "model=mlp", "model.optimizer.lr=fast", f"paths.root_dir={tmp_path}", *QUIET, check=False
-    )
-    assert result.returncode == 1 and "HYDRA_FULL_ERROR" not in result.stderr
-    assert "error: 1 runs: 1 failed" in result.stderr and "Traceback" not in result.stderr
 
 
 # -- 5: the Trainer options researchers use are keys of every trainer config ------------------------------
@@ -172,10 +169,7 @@ def test_every_trainer_config_takes_the_research_options_as_written(trainer, tmp
         assert isinstance(built, Trainer) and built.accumulate_grad_batches == 2 and built.val_check_interval == 0.5
 
 
-@pytest.mark.parametrize(
-    "debug, attribute, value",
-    [("fdr", "fast_dev_run", 1), ("overfit", "overfit_batches", 3), ("limit", "limit_train_batches", 0.05)],
-)
+@pytest.mark.parametrize("debug, attribute, value", [("fdr", "fast_dev_run", 1), ("overfit", "overfit_batches", 3)])
 def test_the_debug_configs_still_build_their_trainer(debug, attribute, value, tmp_path):
     built = build(compose_train([f"debug={debug}", "trainer=cpu"], tmp_path).trainer, "trainer", logger=False)
     assert getattr(built, attribute) == value
@@ -274,8 +268,10 @@ def test_an_interrupted_optuna_trial_prints_a_resume_command_that_runs(tiny_data
         "hydra.sweeper.n_trials=1",
         "hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner}",
         "model.optimizer.lr=choice(0.01,0.02)",
-        *tiny_args(tiny_data_dir, tmp_path, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "logger=none"),
+        *tiny_args(tiny_data_dir, tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3", "logger=none"),
+        "trainer.limit_val_batches=1",
         "+callbacks.ctrl_c={_target_: test_journeys.CtrlC}",
+        "test=false",
         check=False,
     )
     assert result.returncode == 130, result.stderr[-3000:]
@@ -285,15 +281,17 @@ def test_an_interrupted_optuna_trial_prints_a_resume_command_that_runs(tiny_data
     trial = optuna.load_study(study_name="journey", storage=f"sqlite:///{database}").trials[0]
     assert trial.state.name == "FAIL"  # the study has closed it: the resumed run must not report to it
 
-    resumed = run_main(command[1].removeprefix("scripts/"), *command[2:])  # as printed; fails on a traceback
-    assert "test/acc" in resumed.stdout + resumed.stderr
+    run_main(command[1].removeprefix("scripts/"), *command[2:])  # as printed; fails on a traceback or exit status
+    resumed = list((tmp_path / "logs" / "train" / "runs").glob("*/metrics.json"))
+    assert len(resumed) == 1 and json.loads(resumed[0].read_text())["epochs"] == 1
 
 
 @pytest.mark.slow
 def test_a_run_stopped_while_testing_prints_an_eval_command_that_runs(tiny_data_dir, tmp_path):
     CtrlC.fired = False
     run_dir = tmp_path / "run"
-    args = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "logger=none", f"hydra.run.dir={run_dir}"]
+    args = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "logger=none"]
+    args += ["trainer.limit_test_batches=2", f"hydra.run.dir={run_dir}"]
     result = run_main(
         "train.py",
         *tiny_args(tiny_data_dir, tmp_path, *args),
@@ -318,6 +316,7 @@ def onnx_snippet() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_the_onnx_snippet_of_the_docs_gives_predict_pys_answer_on_non_square_images(
     two_epoch_checkpoint, tmp_path, monkeypatch
 ):

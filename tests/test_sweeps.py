@@ -68,8 +68,8 @@ def test_grid_records_failed_runs_and_finishes_the_others(tiny_data_dir, tmp_pat
         check=False,
     )
     assert result.returncode == 1
-    assert "4 runs: 2 ok, 2 failed" in result.stderr and "invalid model.optimizer options" in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
+    assert "error: 4 runs: 2 ok, 2 failed" in result.stderr and "invalid model.optimizer options" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout and "HYDRA_FULL_ERROR" not in result.stderr
     sweep = only_sweep_dir(tmp_path)
     assert statuses(job_dirs(sweep)) == {"0": "ok", "1": "ok", "2": "failed", "3": "failed"}
     assert "test/acc" in json.loads((sweep / "0" / "metrics.json").read_text())["metrics"]

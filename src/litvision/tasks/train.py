@@ -30,17 +30,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("seed=%d (drawn)", seed)
     L.seed_everything(seed, workers=True)
     apply_weights_preprocessing(cfg)  # a pretrained backbone's mean/std/size into cfg.data, saved with it
+    checkpoint = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    if checkpoint is not None:  # a resume that cannot do what was asked stops before anything is built or written
+        check_same_data(checkpoint, cfg.ckpt_path, plain(cfg.data))  # first: other data also means other net sizes
+        if not cfg.trainer.get("fast_dev_run"):
+            check_training_left(checkpoint, cfg.ckpt_path, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
     if is_rank_zero():  # <run dir>/provenance.json: commit (+ code.patch), command, versions, machine, times
         provenance.start(cfg.paths.output_dir, cfg)
     datamodule = build(cfg.data, "data")
     # The data config travels in the checkpoint, so eval.py rebuilds the same data without repeating options.
     model = build(cfg.model, "model", data_config=plain(cfg.data), seed=seed)
-    if cfg.get("ckpt_path"):
-        checkpoint = read_checkpoint(cfg.ckpt_path)
-        check_same_data(checkpoint, cfg.ckpt_path, plain(cfg.data))  # first: other data also means other net sizes
+    if checkpoint is not None:
         check_resumable(checkpoint, cfg.ckpt_path, model.hparams["net"])
-        if not cfg.trainer.get("fast_dev_run"):
-            check_training_left(checkpoint, cfg.ckpt_path, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
 
     resolve_trainer_precision(cfg.trainer)  # auto -> bf16-mixed or 32-true, before the callbacks read it
     callbacks = build_callbacks(cfg)
