@@ -61,14 +61,21 @@ def closest(name: str, choices: Sequence[str], what: str) -> str:
     return f"unknown {what} {name!r}; closest: {', '.join(near)}" if near else f"unknown {what} {name!r}"
 
 
-def weights_file(weights: str) -> Path | None:
-    """The path ``weights`` names, or None when it is a name (``DEFAULT``, a weights tag); a missing file is an error."""
+def names_a_file(weights: str) -> bool:
+    """Whether ``weights`` is a path (an existing file, or a name with a folder or a weights suffix) rather
+    than weights by name (``DEFAULT``, a weights enum member, a tag)."""
     path = Path(weights).expanduser()
-    if path.is_file():
-        return path
-    if "/" in weights or "\\" in weights or path.suffix.lower() in WEIGHTS_SUFFIXES:
+    return path.is_file() or "/" in weights or "\\" in weights or path.suffix.lower() in WEIGHTS_SUFFIXES
+
+
+def weights_file(weights: str) -> Path | None:
+    """The file ``weights`` names, or None when it is a name; a missing file is an error."""
+    if not names_a_file(weights):
+        return None
+    path = Path(weights).expanduser()
+    if not path.is_file():
         raise WeightsError(f"model.net.weights={weights}: no such file")
-    return None
+    return path
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from litvision.models.common import feature_shape
-from litvision.models.pretrained import WeightsError, channel_stats, closest, weights_are_loaded, weights_file
+from litvision.models.pretrained import (
+    WeightsError,
+    channel_stats,
+    closest,
+    names_a_file,
+    weights_are_loaded,
+    weights_file,
+)
 from litvision.support.errors import LitvisionError, first_line
 
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm reads from a Hugging Face repository, in order
@@ -58,6 +65,19 @@ def cached_hub_file(name: str) -> tuple[Path | None, str]:
             return Path(found), repo
     folder = Path(HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "snapshots" / "<revision>"
     return None, f"{HUB_FILES[0]} of {repo} is not in {folder} (the Hugging Face cache, HF_HOME moves it)"
+
+
+def _check_fits(model: nn.Module, path: Path, name: str) -> None:
+    """timm loads a file non-strictly once it drops the file's head for another class count: a file for
+    another network would leave every tensor as initialised. Each parameter outside the head must be in it."""
+    saved = _timm().models.load_state_dict(str(path))  # weights-only
+    head = {id(p) for p in model.get_classifier().parameters()}
+    missing = [n for n, p in model.named_parameters() if id(p) not in head and n not in saved]
+    if missing:
+        raise WeightsError(
+            f"{name}: {path} does not fit this network: {len(missing)} of its tensors are not in the file "
+            f"(e.g. {missing[0]}); weights of another architecture?"
+        )
 
 
 class TimmBackbone(nn.Module):
@@ -108,6 +128,8 @@ class TimmBackbone(nn.Module):
             raise WeightsError(
                 f"{name}: {weights} does not load ({reason}); weights of another architecture?"
             ) from None
+        if load and "pretrained_cfg_overlay" in kwargs:
+            _check_fits(self.model, Path(kwargs["pretrained_cfg_overlay"]["file"]), name)
         self.model.reset_classifier(num_classes)  # a new head for the run's classes, whatever the weights had
         feature_shape(self.model, in_channels, image_size, name)
 
@@ -121,7 +143,7 @@ class TimmBackbone(nn.Module):
     @classmethod
     def weights_preprocessing(cls, name: str, weights: str | None, in_channels: int) -> dict | None:
         """Mean, std and input size of timm's pretrained config for DEFAULT weights; None otherwise."""
-        if weights is None or weights_file(str(weights)):
+        if weights is None or names_a_file(str(weights)):
             return None
         _check_name(name)
         data = _timm().data.resolve_data_config(pretrained_cfg=pretrained_config(name))

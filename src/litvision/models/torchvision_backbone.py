@@ -25,6 +25,7 @@ from litvision.models.pretrained import (
     channel_stats,
     closest,
     load_backbone_state,
+    names_a_file,
     read_state_dict,
     weights_are_loaded,
     weights_file,
@@ -98,7 +99,7 @@ class TorchvisionBackbone(nn.Module):
         _check_name(name)
         self.name, self.pretrained = name, weights is not None
         kwargs = {**_BUILD_KWARGS.get(name, {}), **_size_kwargs(name, image_size)}
-        enum = None if weights is None or weights_file(str(weights)) else weights_enum(name, str(weights))
+        enum = None if weights is None or names_a_file(str(weights)) else weights_enum(name, str(weights))
         if enum is not None and kwargs.keys() & {"image_size", "input_size"} and image_size != enum.meta["min_size"][0]:
             raise ModelConfigError(
                 f"{name} with {enum} weights takes {enum.meta['min_size'][0]}x{enum.meta['min_size'][0]} images "
@@ -124,7 +125,7 @@ class TorchvisionBackbone(nn.Module):
     @classmethod
     def weights_preprocessing(cls, name: str, weights: str | None, in_channels: int) -> dict | None:
         """Mean, std and image size of the weights' own transforms (``weights.transforms()``); None when unknown."""
-        if weights is None or weights_file(str(weights)):
+        if weights is None or names_a_file(str(weights)):
             return None
         transforms = weights_enum(name, str(weights)).transforms()
         mean, std = (0.5,) * 3, (0.5,) * 3
