@@ -16,12 +16,16 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from hydra.errors import HydraException
 from lightning import Callback, Trainer
 from lightning.pytorch.callbacks import ProgressBar
+from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 
 from conftest import QUIET, ROOT, compose_train, run_main
-from litvision.support.checkpoint import read_checkpoint
+from litvision.support.checkpoint import check_same_data, read_checkpoint
+from litvision.support.cli import config_error_line
+from litvision.support.errors import CheckpointError
 from litvision.support.instantiate import build
 from litvision.tasks.train import train
 
@@ -69,8 +73,7 @@ def one_error_line(result) -> str:
 @pytest.mark.parametrize(
     "other, named",
     [
-        ("data=fashion_mnist", "dataset MNISTDataModule -> FashionMNISTDataModule"),
-        ("data.class_names=[a,b,c,d,e,f,g,h,i,j]", "class_names"),
+        ("data=fashion_mnist", "dataset MNISTDataModule -> FashionMNISTDataModule; class_names [0, 1, 2, ..."),
         ("data.image_size=32", "image_size 28 -> 32"),
     ],
 )
@@ -85,6 +88,15 @@ def test_resuming_onto_other_data_is_refused_and_points_at_init_from(
     line = one_error_line(result)
     assert "other data" in line and named in line and f"model.init_from={two_epoch_checkpoint}" in line
     assert not list(tmp_path.rglob("metrics.json")), "a refused resume writes no metrics"
+
+
+def test_other_class_names_or_channels_are_other_data_too(two_epoch_checkpoint):
+    checkpoint = read_checkpoint(two_epoch_checkpoint)
+    saved = checkpoint["hyper_parameters"]["data_config"]
+    check_same_data(checkpoint, "last.ckpt", {**saved, "data_dir": "/moved/elsewhere", "batch_size": 7})  # same data
+    for key, value in (("class_names", list("abcdefghij")), ("in_channels", 3), ("num_classes", 9)):
+        with pytest.raises(CheckpointError, match=f"other data \\({key} .* -> .*\\).*model.init_from=last.ckpt"):
+            check_same_data(checkpoint, "last.ckpt", {**saved, key: value})
 
 
 def test_a_resume_with_nothing_left_to_train_says_what_to_pass(two_epoch_checkpoint, tiny_data_dir, tmp_path):
@@ -111,24 +123,29 @@ def test_an_unknown_key_is_one_line_naming_the_closest_keys_from_every_script(sc
     assert "trainer.max_epoch is not a key" in line and "did you mean trainer.max_epochs" in line
 
 
-@pytest.mark.parametrize(
-    "override, expected",
-    [
-        # a Lightning Trainer argument the config does not list: adding it is what was meant
-        ("trainer.profiler=simple", "lightning.Trainer takes it: add it with +trainer.profiler=simple"),
+def test_config_mistakes_are_one_error_line_with_exit_status_2(tmp_path):
+    # The script's way (run_main): a Trainer argument the config does not list, where adding is what was meant.
+    line = one_error_line(run_main("train.py", f"paths.root_dir={tmp_path}", "trainer.profiler=simple", check=False))
+    assert line.endswith(
+        "trainer.profiler is not in the trainer config, but lightning.Trainer takes it: add it with +trainer.profiler=simple"
+    )
+    line = one_error_line(run_main("train.py", f"paths.root_dir={tmp_path}", "logger=null", check=False))
+    assert line.endswith("to turn it off: logger=none")
+    # The same lines for the other mistakes, from the exception composing raises (cheaper than a run each).
+    for override, expected in [
         ("trainer.foo=1", "trainer.foo is not a key of the trainer config nor an argument of lightning.Trainer"),
-        ("model=mpl", "model=mpl: no such option (closest: mlp)"),
-        ("model.net.hiden=[8]", "did you mean model.net.hidden"),
+        ("model=mpl", "model=mpl: no such option (closest: mlp); model takes one of: alexnet, densenet,"),
+        ("model.net.hiden=[8]", "model.net.hiden is not a key of the model.net config nor an argument of"),
+        ("model.net.hiden=[8]", "did you mean model.net.hidden?"),
         (
             "+trainer.max_steps=5",
             "trainer.max_steps is already in the config: set it without the +, trainer.max_steps=5",
         ),
-        ("logger=null", "to turn it off: logger=none"),
-    ],
-)
-def test_config_mistakes_are_one_error_line_with_exit_status_2(override, expected, tmp_path):
-    line = one_error_line(run_main("train.py", "model=mlp", f"paths.root_dir={tmp_path}", override, check=False))
-    assert expected in line, line
+        ("foo=1", "foo is not a key of the config; to add it as a new key: +foo=1"),
+    ]:
+        with pytest.raises((HydraException, OmegaConfBaseException)) as raised:
+            compose_train(["model=mlp", override], tmp_path)
+        assert expected in config_error_line(raised.value), override
 
 
 def test_model_summary_and_a_missing_required_key_answer_in_one_line(tmp_path):
@@ -169,10 +186,9 @@ def test_every_trainer_config_takes_the_research_options_as_written(trainer, tmp
         assert isinstance(built, Trainer) and built.accumulate_grad_batches == 2 and built.val_check_interval == 0.5
 
 
-@pytest.mark.parametrize("debug, attribute, value", [("fdr", "fast_dev_run", 1), ("overfit", "overfit_batches", 3)])
-def test_the_debug_configs_still_build_their_trainer(debug, attribute, value, tmp_path):
-    built = build(compose_train([f"debug={debug}", "trainer=cpu"], tmp_path).trainer, "trainer", logger=False)
-    assert getattr(built, attribute) == value
+def test_the_debug_configs_still_set_the_trainer_keys_they_share_with_the_trainer_config(tmp_path):
+    built = build(compose_train(["debug=overfit", "trainer=cpu"], tmp_path).trainer, "trainer", logger=False)
+    assert built.overfit_batches == 3 and built.max_epochs == 40  # over the trainer config's overfit_batches: 0.0
 
 
 def test_accumulate_grad_batches_as_written_takes_one_step_per_two_batches(tiny_data_dir, tmp_path):
