@@ -15,8 +15,10 @@ from torchvision.transforms import v2
 from conftest import QUIET, compose_train
 from litvision.callbacks.ema import EMA
 from litvision.data.augment import Augmentation, each_image
+from litvision.support.checkpoint import read_checkpoint
 from litvision.support.instantiate import build, plain
 from litvision.tasks.eval import evaluate
+from litvision.tasks.predict import load_classifier
 from litvision.tasks.train import train
 
 
@@ -147,6 +149,8 @@ def test_ema_checkpoints_test_eval_and_resume_use_the_average(tiny_data_dir, tmp
     assert checkpoint["state_dict"].keys() == checkpoint["current_model_state"].keys()
     name = "net.1.weight"
     assert not torch.equal(checkpoint["state_dict"][name], checkpoint["current_model_state"][name])
+    predicted = load_classifier(read_checkpoint(best))  # what predict.py and export.py run
+    assert torch.equal(predicted.state_dict()[name], checkpoint["state_dict"][name])
     # train.py's test of the best checkpoint and eval.py (no EMA callback) both read the average
     eval_cfg = compose_train([f"ckpt_path={best}"], tmp_path, config_name="eval")
     evaluated = evaluate(eval_cfg)
