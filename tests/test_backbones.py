@@ -30,6 +30,9 @@ RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name of ResNet18_Weights.IMA
 TIMM_REPO = "models--timm--resnet10t.c3_in1k"
 SHORT = ["data.val_size=100", "data.batch_size=16", "data.eval_batch_size=64", "logger=none", *QUIET]
 SHORT += ["trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.num_sanity_val_steps=0"]
+# Checkpoints only: the figures and the report are other tests' business.
+SHORT += [f"callbacks.{name}=null" for name in ("train_samples", "val_predictions", "confusion_matrix")]
+SHORT += [f"callbacks.{name}=null" for name in ("learning_curves", "report", "hparams", "epoch_timer")]
 
 
 @pytest.fixture(scope="module")
@@ -212,10 +215,11 @@ def test_timm_and_the_finetune_folder_recipe_train_predict_and_export(caches, im
     run = ["experiment=finetune_folder", f"data.data_dir={image_folder}", "model=timm", "model.net.name=test_vit"]
     run += [f"model.net.weights={caches / 'test_vit.pth'}", "data.image_size=32", "data.augment.crop_padding=2"]
     run += ["trainer=cpu", "trainer.precision=32-true", "trainer.max_epochs=2", "trainer.limit_train_batches=1"]
-    metrics = train(compose_train([*run, *SHORT], tmp_path))
+    cfg = compose_train([*run, *SHORT], tmp_path)
+    saved = plain(cfg.model)
+    metrics = train(cfg)
     assert np.isfinite(metrics["test/acc"])
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     result = run_main("export.py", f"ckpt_path={ckpt}", "format=onnx", f"output={tmp_path / 'm.onnx'}")
     assert "largest difference from the checkpoint" in result.stdout + result.stderr
-    saved = plain(compose_train([*run, *SHORT], tmp_path).model)
     assert saved["freeze_epochs"] == 1 and saved["backbone_lr_scale"] == 0.1 and saved["net"]["name"] == "test_vit"
