@@ -8,6 +8,7 @@ Hugging Face cache, and timm's test_vit as a file.
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -139,6 +140,12 @@ def test_bad_names_and_files_are_one_clear_error(caches, tmp_path):
         _net(["model=timm", f"model.net.weights={caches / 'test_vit.pth'}"], tmp_path)
     with pytest.raises(WeightsError, match="no such file"):
         _net(["model=torchvision", f"model.net.weights={tmp_path / 'gone.pt'}"], tmp_path)
+
+
+def test_model_timm_without_timm_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # import fails as if it were not installed
+    with pytest.raises(LitvisionError, match=r'^model=timm needs timm: pip install -e "\.\[timm\]"$'):
+        _net(["model=timm"], tmp_path)
 
 
 class _Watch(Callback):
