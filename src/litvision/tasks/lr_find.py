@@ -67,6 +67,9 @@ def lr_find(cfg: DictConfig) -> dict[str, float]:
     axes = figure.axes[0]
     axes.plot(suggestion, losses[lrs.index(suggestion)], "o", color="red", markersize=10, label="suggestion")
     axes.axvline(cfg.model.optimizer.lr, color="gray", linestyle="--", label="configured lr")
+    shown = losses[SKIP_BEGIN:]  # the smoothed loss's first steps have not settled: out of view, as out of the pick
+    axes.set_xlim(lrs[SKIP_BEGIN], lrs[-1])
+    axes.set_ylim(min(shown) - 0.05 * (max(shown) - min(shown)), max(shown) + 0.05 * (max(shown) - min(shown)))
     axes.legend()
     axes.set_title(f"suggested lr {suggestion:.2g} (configured: {cfg.model.optimizer.lr:g})")
     figure.savefig(out / "lr_find.png", dpi=100)
