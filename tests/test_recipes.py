@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -45,7 +46,7 @@ def test_mixed_targets_sum_to_one_and_the_loss_is_the_soft_cross_entropy(alphas,
     if not alphas.get("mix_prob", 1):  # a batch left unmixed still carries (one-hot) soft targets
         assert torch.equal(mixed, images) and torch.equal(targets, F.one_hot(labels, 10).float())
 
-    model = build(tiny(tiny_data_dir, tmp_path, "model.label_smoothing=0.1").model, "model")
+    model = build(tiny(tiny_data_dir, tmp_path, "model.label_smoothing=0.1").model, "model").eval()
     logits = model(mixed)
     loss, _ = model._step((mixed, targets), "train")
     smoothed = targets * 0.9 + 0.1 / 10  # label smoothing on top of the mixed targets
@@ -53,6 +54,15 @@ def test_mixed_targets_sum_to_one_and_the_loss_is_the_soft_cross_entropy(alphas,
     assert torch.allclose(loss, by_hand, atol=1e-5)
     dominant = (logits.argmax(dim=1) == targets.argmax(dim=1)).float().mean()
     assert torch.allclose(model.train_metrics["acc"].compute(), dominant)  # train/acc: against the dominant label
+
+
+def test_only_training_batches_carry_soft_targets(tiny_data_dir, tmp_path):
+    datamodule = build(tiny(tiny_data_dir, tmp_path, "data.augment.mixup_alpha=0.2").data, "data")
+    batch = (torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8), torch.arange(8))
+    for training, shape in ((True, (8, 10)), (False, (8,))):
+        datamodule.trainer = SimpleNamespace(training=training)  # what on_after_batch_transfer reads
+        images, labels = datamodule.on_after_batch_transfer(batch, 0)
+        assert images.dtype == torch.float32 and labels.shape == shape
 
 
 @pytest.mark.parametrize("loader", ["tensor", "dataloader"])
