@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import runpy
 import subprocess
@@ -56,7 +57,14 @@ def image_folder(tmp_path_factory) -> Path:
 
 
 def data_overrides(dataset: str, image_folder: Path) -> list[str]:
-    """What ``data=<dataset>`` needs to compose with its sizes: data=folder reads them from a folder."""
+    """What ``data=<dataset>`` needs to compose with its sizes: data=folder reads them from a folder,
+    data=streaming from the litvision.json of a converted dataset (here only that file, beside the folder)."""
+    if dataset == "streaming":
+        converted = image_folder.with_name(f"{image_folder.name}-streaming")
+        converted.mkdir(exist_ok=True)
+        facts = {"num_classes": 10, "class_names": [str(i) for i in range(10)], "in_channels": 1, "image_size": 28}
+        (converted / "litvision.json").write_text(json.dumps({**facts, "mean": [0.5], "std": [0.5]}))
+        return [f"data.data_dir={converted}"]
     return [f"data.data_dir={image_folder}"] if dataset == "folder" else []
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +23,7 @@ from litvision.data.datamodule import _ResumableBatchLoader
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.data.mapped import MappedImages
 from litvision.support.checkpoint import read_checkpoint
-from litvision.support.errors import DataError
+from litvision.support.errors import DataError, LitvisionError
 from litvision.support.instantiate import build
 from litvision.tasks.train import train
 from test_folder_data import write_colour_folder
@@ -204,3 +205,52 @@ def test_the_ddp_configs_give_the_process_group_a_timeout(tmp_path):
     cfg = compose_train(["trainer=ddp_cpu", "trainer.strategy.timeout_s=42"], tmp_path)
     strategy = build(cfg.trainer, "trainer", logger=False).strategy
     assert strategy._timeout.total_seconds() == 42  # what DDPStrategy hands to init_process_group
+
+
+# -- data=streaming: LitData chunks ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_folder_converted_for_streaming_trains_and_resumes_to_the_uninterrupted_result(tmp_path):
+    root = write_colour_folder(tmp_path / "images", per_class=20)
+    stream = tmp_path / "stream"
+    convert = ["data=folder", f"data.data_dir={root}", "data.image_size=8", f"output={stream}", "num_workers=1"]
+    run_main("stream_convert.py", *convert, f"hydra.run.dir={tmp_path / 'convert'}")
+    info = json.loads((stream / "litvision.json").read_text())
+    assert info["class_names"] == ["blue", "green", "red"] and info["splits"] == {"train": 48, "val": 6, "test": 6}
+    source = folder(root)
+    source.setup("fit")
+    assert info["mean"] == pytest.approx(source.normalization.stats()["mean"])
+
+    args = ["data=streaming", f"data.data_dir={stream}", "data.batch_size=8", "data.num_workers=0", *FAST]
+    args = [arg for arg in args if arg != "data.image_size=8"] + ["trainer.max_epochs=2"]
+    reference = train(compose_train(args, tmp_path / "ref"))
+    stopped = tmp_path / "stopped"
+    sender = ["+callbacks.signal_at._target_=test_faults.SignalAt", "+callbacks.signal_at.signum=SIGINT"]
+    sender += ["+callbacks.signal_at.epoch=0", "+callbacks.signal_at.batch=2"]
+    assert run_main("train.py", *args, f"hydra.run.dir={stopped}", *sender, check=False).returncode == 130
+    resumed = tmp_path / "resumed"
+    run_main("train.py", *args, f"ckpt_path={stopped / 'checkpoints' / 'interrupted.ckpt'}", f"hydra.run.dir={resumed}")
+    metrics = json.loads((resumed / "metrics.json").read_text())["metrics"]
+    for name in ("train/loss", "val/loss", "val/acc"):
+        assert metrics[name] == pytest.approx(reference[name], abs=1e-6), name
+
+
+def test_streaming_without_litdata_or_a_converted_dataset_is_one_line(tmp_path, monkeypatch):
+    from litvision.data.streaming import StreamingDataModule
+
+    with pytest.raises(DataError, match="litvision.json is missing: convert a dataset first"):
+        StreamingDataModule(data_dir=str(tmp_path))
+    (tmp_path / "litvision.json").write_text(json.dumps({"num_classes": 2, "class_names": ["a", "b"]}))
+    with pytest.raises(DataError, match=re.escape("needs data.in_channels, data.image_size, data.mean, data.std")):
+        StreamingDataModule(data_dir=str(tmp_path))
+    monkeypatch.setitem(sys.modules, "litdata", None)  # what an install without the extra gives
+    facts = {
+        "num_classes": 2,
+        "class_names": ["a", "b"],
+        "in_channels": 1,
+        "image_size": 4,
+        "mean": [0.5],
+        "std": [0.5],
+    }
+    (tmp_path / "litvision.json").write_text(json.dumps(facts))
+    with pytest.raises(LitvisionError, match=re.escape('data=streaming needs litdata: pip install -e ".[streaming]"')):
+        StreamingDataModule(data_dir=str(tmp_path))

@@ -1,4 +1,5 @@
-"""The class folders of an image folder, and the resolvers that give the data config their number and names.
+"""The class folders of an image folder, and the resolvers that give the data configs their number and names
+(and a streamed dataset's facts, from the ``litvision.json`` that scripts/stream_convert.py writes).
 
 Kept free of torch: Hydra imports it at every start (``hydra_plugins/litvision_resolvers``), before the
 config is composed, so ``${litvision.folder_classes:${data.data_dir}}`` resolves in every script.
@@ -6,6 +7,7 @@ config is composed, so ``${litvision.folder_classes:${data.data_dir}}`` resolves
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from omegaconf import ListConfig, OmegaConf
@@ -46,6 +48,17 @@ def _resolve_or_none(function, data_dir):
         return None
 
 
+def stream_info(data_dir, key: str):
+    """``key`` of ``<data_dir>/litvision.json`` (a converted dataset), or None (a URL, a missing file)."""
+    if data_dir in (None, "", "???") or "://" in str(data_dir):
+        return None
+    try:
+        value = json.loads((Path(data_dir).expanduser() / "litvision.json").read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return ListConfig(value) if isinstance(value, list) else value
+
+
 def register_resolvers() -> None:
     """``${litvision.folder_classes:<dir>}`` and ``${litvision.folder_class_names:<dir>}`` for the data configs.
 
@@ -59,6 +72,7 @@ def register_resolvers() -> None:
             lambda d: ListConfig(folder_class_names(d)), data_dir
         ),
     }
+    resolvers["litvision.stream_info"] = stream_info  # ${litvision.stream_info:${data.data_dir},num_classes}
     for name, resolver in resolvers.items():
         OmegaConf.register_new_resolver(name, resolver, replace=True)
 
