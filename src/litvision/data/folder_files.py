@@ -139,10 +139,16 @@ def decode_into(
         return failures
     # fork where the platform has it: the workers start at once, with litvision already imported.
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread) as pool:
         for done in pool.map(_decode_chunk, *zip(*tasks)):
             failures.update(done)
     return failures
+
+
+def _one_thread() -> None:
+    # As DataLoader's workers do: a forked child must not enter the parent's OpenMP pool, which fork
+    # leaves unusable (each worker is one decoding core anyway).
+    torch.set_num_threads(1)
 
 
 def _decode_chunk(target: Path, start: int, paths: list[str], channels: int, size: int, resize: str) -> dict[int, str]:
