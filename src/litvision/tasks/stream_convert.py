@@ -53,7 +53,10 @@ def stream_convert(cfg: DictConfig) -> dict[str, float]:
     output = Path(str(cfg.output)).expanduser().resolve()
     if output.exists() and any(output.iterdir()):
         raise LitvisionError(f"output={output} is not empty: give a new folder")
-    datamodule = build(cfg.data, "data")
+    data_config = OmegaConf.to_container(cfg.data, resolve=True)
+    if "in_memory" in data_config:
+        data_config["in_memory"] = False  # a folder's splits stay mapped: the workers get its path, not its pixels
+    datamodule = build(data_config, "data")
     if getattr(datamodule, "loader", "tensor") != "tensor":
         raise LitvisionError("stream_convert reads the decoded splits: leave data.loader at tensor")
     datamodule.prepare_data()
