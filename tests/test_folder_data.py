@@ -173,7 +173,7 @@ def test_cache_is_reused_and_invalidated_when_a_file_or_a_setting_changes(tmp_pa
     assert len(caches) == 1
 
     calls = []
-    real = folder_files.read_image
+    real = folder_files.read_image_array
 
     def counting(*args, **kwargs):
         calls.append(args[0])
@@ -182,13 +182,13 @@ def test_cache_is_reused_and_invalidated_when_a_file_or_a_setting_changes(tmp_pa
     def refuse(*args, **kwargs):
         raise AssertionError("decoded although the cache matches")
 
-    monkeypatch.setattr(folder_files, "read_image", refuse)
+    monkeypatch.setattr(folder_files, "read_image_array", refuse)
     second = datamodule(root)
     second.setup("fit")
     for split in ("train", "val", "test"):
         assert all(torch.equal(a, b) for a, b in zip(first.splits[split], second.splits[split]))
 
-    monkeypatch.setattr(folder_files, "read_image", counting)
+    monkeypatch.setattr(folder_files, "read_image_array", counting)
     changed = root / "red" / "000.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(changed)
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))

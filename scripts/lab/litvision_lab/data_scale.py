@@ -166,7 +166,7 @@ def train_command(folder: Path, run_dir: Path, *extra: str) -> list[str]:
         "model=small_cnn",
         "logger=none",
         "test=false",
-        "data.batch_size=64",
+        "data.batch_size=16",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=40",
         "trainer.limit_val_batches=5",
@@ -257,7 +257,7 @@ Decoding into the mapped cache (`decode_into`, every file, load {loads["decode"]
 {", ".join(f"{count} worker process(es): {rate:,.0f} images/s" for count, rate in rates.items())}.
 
 Peak anonymous memory (`RssAnon`; pages of the mapped cache are file pages and do not count) of
-`scripts/train.py data=folder model=small_cnn data.batch_size=64` with 40 training and 5 validation
+`scripts/train.py data=folder model=small_cnn data.batch_size=16` with 40 training and 5 validation
 batches: `RssAnon` of the run's first process, and the summed `Pss_Anon` of all its processes (decoding
 workers, DataLoader workers and the second DDP rank; Pss counts a page shared by forked processes
 once). Torch, Lightning and the model alone take most of it. "epoch" is the run's `time/epoch_s` (40

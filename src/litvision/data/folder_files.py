@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from litvision.data.folder_classes import class_root, visible_dirs
-from litvision.data.images import read_image
+from litvision.data.images import read_image, read_image_array
 from litvision.data.mapped import CHUNK_ROWS, MappedImages, create_array, open_array
 from litvision.support.errors import DataError
 
@@ -156,7 +156,7 @@ def _decode_chunk(target: Path, start: int, paths: list[str], channels: int, siz
     failures = {}
     for offset, path in enumerate(paths):
         try:
-            images[start + offset] = read_image(path, channels, size, resize).numpy()
+            images[start + offset] = read_image_array(path, channels, size, resize)
         except DataError as err:
             failures[start + offset] = str(err)
     images.flush()

@@ -81,7 +81,12 @@ def _fit(image: Image.Image, size: int, resize: str) -> Image.Image:
 
 
 def read_image(path, channels: int, size: int, resize: str = "crop") -> torch.Tensor:
-    """uint8 ``(channels, size, size)`` from any file Pillow reads.
+    """uint8 ``(channels, size, size)`` from any file Pillow reads: :func:`read_image_array` as a tensor."""
+    return torch.from_numpy(read_image_array(path, channels, size, resize))
+
+
+def read_image_array(path, channels: int, size: int, resize: str = "crop") -> np.ndarray:
+    """uint8 ``(channels, size, size)`` array from any file Pillow reads.
 
     PNG, JPEG, BMP, WebP, GIF (first frame), TIFF, ...; 16-bit images are scaled to 8 bit, grayscale,
     RGBA (composited on white) and palette images converted to ``channels`` (1: luma, 3: RGB); the EXIF
@@ -119,4 +124,5 @@ def read_image(path, channels: int, size: int, resize: str = "crop") -> torch.Te
         raise DataError(f"{path}: not a readable image ({first_line(err)})") from None
     if array.ndim == 2:
         array = array[:, :, None]
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    # numpy, not torch: one thread, so decoding processes never touch torch's OpenMP pool
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
