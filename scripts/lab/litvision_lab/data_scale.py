@@ -157,7 +157,7 @@ def data_epochs(folder: Path, stream: Path, size: int, batch: int) -> dict[str, 
     return seconds
 
 
-def train_command(folder: Path, run_dir: Path, *extra: str) -> list[str]:
+def train_command(folder: Path, size: int, run_dir: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "scripts/train.py",
@@ -166,7 +166,9 @@ def train_command(folder: Path, run_dir: Path, *extra: str) -> list[str]:
         "model=small_cnn",
         "logger=none",
         "test=false",
+        f"data.image_size={size}",
         "data.batch_size=16",
+        "data.eval_batch_size=16",  # the default 1024 would measure the model's activations, not the data
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=40",
         "trainer.limit_val_batches=5",
@@ -219,13 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     ):
         loads[name] = load()
         run_dir = args.work / "runs" / "".join(c if c.isalnum() else "-" for c in name)
-        memory[name] = peak_memory(train_command(folder, run_dir, *extra))
+        memory[name] = peak_memory(train_command(folder, args.size, run_dir, *extra))
         epoch_s[name] = json.loads((run_dir / "metrics.json").read_text())["metrics"]["time/epoch_s"]
         print(name, memory[name][:3], epoch_s[name], flush=True)
     remove_caches(folder)
     loads["first run, trainer=ddp_cpu"] = load()
     ddp = ["trainer=ddp_cpu", "data.in_memory=false", "data.num_workers=0"]
-    memory["first run, trainer=ddp_cpu"] = peak_memory(train_command(folder, args.work / "runs" / "ddp", *ddp))
+    memory["first run, trainer=ddp_cpu"] = peak_memory(
+        train_command(folder, args.size, args.work / "runs" / "ddp", *ddp)
+    )
     ddp_metrics = json.loads((args.work / "runs" / "ddp" / "metrics.json").read_text())["metrics"]
     epoch_s["first run, trainer=ddp_cpu"] = ddp_metrics["time/epoch_s"]
     print("ddp", memory["first run, trainer=ddp_cpu"][:3], flush=True)
@@ -257,7 +261,7 @@ Decoding into the mapped cache (`decode_into`, every file, load {loads["decode"]
 {", ".join(f"{count} worker process(es): {rate:,.0f} images/s" for count, rate in rates.items())}.
 
 Peak anonymous memory (`RssAnon`; pages of the mapped cache are file pages and do not count) of
-`scripts/train.py data=folder model=small_cnn data.batch_size=16` with 40 training and 5 validation
+`scripts/train.py data=folder model=small_cnn data.batch_size=16 data.eval_batch_size=16` with 40 training and 5 validation
 batches: `RssAnon` of the run's first process, and the summed `Pss_Anon` of all its processes (decoding
 workers, DataLoader workers and the second DDP rank; Pss counts a page shared by forked processes
 once). Torch, Lightning and the model alone take most of it. "epoch" is the run's `time/epoch_s` (40
