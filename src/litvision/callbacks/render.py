@@ -172,6 +172,10 @@ def curves_figure(runs: Mapping[str, Mapping[str, Curve]], title: str | None = N
                 name = stage if single else (None if named or ax is not axes[0] else label)
                 ax.plot(epochs, values, style, color=color, marker="o", markersize=3, label=name)
                 named = True
+        low, high = ax.get_xlim()
+        if high - low < 2:  # one epoch: whole-number ticks around it instead of 0.95 ... 1.05
+            middle = round((low + high) / 2)
+            ax.set_xlim(middle - 1, middle + 1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy" if quantity == "acc" else "loss")
