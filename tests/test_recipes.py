@@ -125,18 +125,20 @@ class _Weights(Callback):
         self.steps.append({k: v.detach().clone() for k, v in state.items() if v.is_floating_point()})
 
 
-def test_ema_weights_are_the_hand_rolled_average_of_the_steps(tiny_data_dir, tmp_path):
+@pytest.mark.parametrize("warmup", [True, False])
+def test_ema_weights_are_the_hand_rolled_average_of_the_steps(warmup, tiny_data_dir, tmp_path):
     cfg = tiny(tiny_data_dir, tmp_path, "data.batch_size=32")
     datamodule, model = build(cfg.data, "data"), build(cfg.model, "model", data_config=plain(cfg.data))
     weights, decay = _Weights(), 0.8
     trainer = Trainer(
         max_epochs=1, limit_train_batches=5, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[weights, EMA(decay=decay)],
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[weights, EMA(decay=decay, warmup=warmup)],
     )  # fmt: skip
     trainer.fit(model, datamodule=datamodule)
     average = dict(weights.steps[0])  # torch's AveragedModel: the first update copies
-    for step in weights.steps[1:]:
-        average = {name: decay * average[name] + (1 - decay) * step[name] for name in average}
+    for updates, step in enumerate(weights.steps[1:], start=1):
+        factor = min(decay, (1 + updates) / (10 + updates)) if warmup else decay  # the warm-up: TensorFlow's
+        average = {name: factor * average[name] + (1 - factor) * step[name] for name in average}
     final = model.net.state_dict()  # training ends with the average copied into the module
     assert len(weights.steps) == 5 and not torch.equal(final["1.weight"], weights.steps[-1]["1.weight"])
     for name, value in average.items():

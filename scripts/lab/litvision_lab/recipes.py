@@ -43,7 +43,8 @@ AUGMENTATIONS = {
 # The ablation: the best Fashion-MNIST recipe as it is, then each addition on its own.
 ABLATION = {
     "fashion_mnist_best as it is": [],
-    "+ EMA (decay 0.999)": ["callbacks=[default,ema]"],
+    "+ EMA (decay 0.999, no warm-up)": ["callbacks=[default,ema]", "callbacks.ema.warmup=false"],
+    "+ EMA (decay 0.999, warm-up)": ["callbacks=[default,ema]"],
     "+ MixUp 0.2 / CutMix 1.0": ["data.augment.mixup_alpha=0.2", "data.augment.cutmix_alpha=1.0"],
     "+ TrivialAugment": ["data.augment.policy=trivialaugment"],
     "+ random erasing 0.25": ["data.augment.erasing=0.25"],
