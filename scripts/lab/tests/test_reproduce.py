@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from litvision_lab import reproduce_page, reproduce_runs, tutorial_loops
-from litvision_lab.paths import CONF_DIR, ROOT
+from litvision_lab.paths import ROOT
+from litvision_lab.reproduce import SETS
 from litvision_lab.reproduce_runs import Plan
 
 from .helpers import QUIET, run_lab
-
-EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
 def _table_row(page: str, experiment: str) -> list[str]:
@@ -66,7 +65,7 @@ def test_results_page_is_the_script_s(tmp_path):
     """docs/results.md is the script's page: it names the command and holds a row per experiment of --set all."""
     page = (ROOT / "docs" / "results.md").read_text()
     assert "python scripts/lab/reproduce.py" in page
-    for experiment in [name for name in EXPERIMENTS if name != "cifar10_resnet18"]:
+    for experiment in SETS["all"]:
         _table_row(page, experiment)
 
 

@@ -262,7 +262,9 @@ def check_folder_options(
     if in_memory not in ("auto", True, False) or isinstance(in_memory, int) and not isinstance(in_memory, bool):
         raise DataError(f"data.in_memory must be auto, true or false (got {in_memory!r})")
     if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or not memory_budget > 0:
-        raise DataError(f"data.memory_budget must be a share of the free memory in (0, 1] or bytes > 1 (got {memory_budget!r})")
+        raise DataError(
+            f"data.memory_budget must be a share of the free memory in (0, 1] or bytes > 1 (got {memory_budget!r})"
+        )
     found, root = folder_class_names(data_dir), class_root(data_dir)
     if len(found) < 2:
         raise DataError(f"{root} has one class folder ({found[0]}); classification needs two or more")
