@@ -53,7 +53,8 @@ def test_benchmark_script_prints_saves_and_records_the_three_way_table(tmp_path)
     trainer, plain = run["ways"]["trainer"], run["ways"]["plain"]
     assert f"{trainer['seconds_per_epoch']:.2f}" in table and len(trainer["epoch_seconds"]) == 2
     assert (trainer["train_acc"], trainer["val_acc"]) == accuracies["(a)"]
-    assert run["a_over_b"] == pytest.approx(trainer["seconds_per_epoch"] / plain["seconds_per_epoch"], rel=1e-3)
+    # The record's seconds are rounded, the ratio is not: on a run this short that rounding moves it by up to ~1%.
+    assert run["a_over_b"] == pytest.approx(trainer["seconds_per_epoch"] / plain["seconds_per_epoch"], rel=0.02)
     assert f"(a)/(b) = {run['a_over_b']:.3f}" in table and f"(c)/(a) = {run['c_over_a']:.2f}" in table
     assert set(run["a_over_b_by_epoch"]) == {"median", "min", "max"}
 
