@@ -191,6 +191,15 @@ def test_the_debug_configs_still_set_the_trainer_keys_they_share_with_the_traine
     assert built.overfit_batches == 3 and built.max_epochs == 40  # over the trainer config's overfit_batches: 0.0
 
 
+def test_a_trainer_setting_lightning_refuses_is_one_error_line(tiny_data_dir, tmp_path):
+    # debug=limit keeps 5% of the training batches: on a split of a few batches that is less than one.
+    args = tiny_args(tiny_data_dir, tmp_path, "debug=limit", "data.batch_size=64", "logger=none")
+    result = run_main("train.py", *args, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert "limit_train_batches" in result.stderr and "Traceback" not in result.stdout + result.stderr
+
+
 def test_accumulate_grad_batches_as_written_takes_one_step_per_two_batches(tiny_data_dir, tmp_path):
     args = ["trainer.max_epochs=1", "trainer.limit_train_batches=4", "data.batch_size=32", "test=false", "logger=none"]
     cfg = compose_train(tiny_args(tiny_data_dir, tmp_path, *args, "trainer.accumulate_grad_batches=2"), tmp_path)

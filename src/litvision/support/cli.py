@@ -62,6 +62,12 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
         if failure is not None and not in_multirun():
             print(f"error: {failure}", file=sys.stderr)
             sys.exit(2)
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        if isinstance(err, MisconfigurationException) and not in_multirun():
+            # Lightning's word for a Trainer setting that cannot work (limit_train_batches=0.05 of 2 batches, say).
+            print(f"error: {first_line(err, limit=None)}", file=sys.stderr)
+            sys.exit(2)
         raise
     metric_name = cfg.get("optimized_metric")
     return metrics.get(metric_name) if metric_name else None
