@@ -68,6 +68,19 @@ def data_overrides(dataset: str, image_folder: Path) -> list[str]:
     return [f"data.data_dir={image_folder}"] if dataset == "folder" else []
 
 
+def tiny_mlp_args(data_dir: Path, root: Path, *extra: str) -> list[str]:
+    """Script arguments for a quick MLP run on the tiny MNIST files (:func:`tiny_data_dir`), writing under ``root``."""
+    return [
+        f"paths.root_dir={root}",
+        f"data.data_dir={data_dir}",
+        "data=mnist",
+        "data.val_size=100",
+        "model=mlp",
+        *QUIET,
+        *extra,
+    ]
+
+
 def compose_train(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
     """Compose an entry config the way @hydra.main does, with this test's folder as the run dir."""
     GlobalHydra.instance().clear()

@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 
-from conftest import QUIET, ROOT, compose_train, run_main
+from conftest import ROOT, compose_train, run_main, tiny_mlp_args
 from litvision.support.checkpoint import check_same_data, read_checkpoint
 from litvision.support.cli import config_error_line
 from litvision.support.errors import CheckpointError
@@ -30,25 +30,12 @@ from litvision.support.instantiate import build
 from litvision.tasks.train import train
 
 
-def tiny_args(data_dir, root, *extra: str) -> list[str]:
-    """A quick MLP run on the tiny MNIST files, writing under ``root``."""
-    return [
-        f"paths.root_dir={root}",
-        f"data.data_dir={data_dir}",
-        "data=mnist",
-        "data.val_size=100",
-        "model=mlp",
-        *QUIET,
-        *extra,
-    ]
-
-
 @pytest.fixture(scope="module")
 def two_epoch_checkpoint(tiny_data_dir, tmp_path_factory):
     """last.ckpt of a 2-epoch MNIST run (a few batches an epoch)."""
     root = tmp_path_factory.mktemp("trained")
     cfg = compose_train(
-        tiny_args(
+        tiny_mlp_args(
             tiny_data_dir, root, "trainer.max_epochs=2", "trainer.limit_train_batches=2", "test=false", "logger=none"
         )
         + ["trainer.limit_val_batches=1"],
@@ -82,7 +69,7 @@ def test_resuming_onto_other_data_is_refused_and_points_at_init_from(
 ):
     result = run_main(
         "train.py",
-        *tiny_args(tiny_data_dir, tmp_path, other, "trainer.max_epochs=3", f"ckpt_path={two_epoch_checkpoint}"),
+        *tiny_mlp_args(tiny_data_dir, tmp_path, other, "trainer.max_epochs=3", f"ckpt_path={two_epoch_checkpoint}"),
         check=False,
     )
     line = one_error_line(result)
@@ -103,7 +90,7 @@ def test_a_resume_with_nothing_left_to_train_says_what_to_pass(two_epoch_checkpo
     assert read_checkpoint(two_epoch_checkpoint)["epoch"] == 1  # epochs 0 and 1 done
     result = run_main(
         "train.py",
-        *tiny_args(tiny_data_dir, tmp_path, "trainer.max_epochs=1", f"ckpt_path={two_epoch_checkpoint}"),
+        *tiny_mlp_args(tiny_data_dir, tmp_path, "trainer.max_epochs=1", f"ckpt_path={two_epoch_checkpoint}"),
         check=False,
     )
     line = one_error_line(result)
@@ -193,7 +180,7 @@ def test_the_debug_configs_still_set_the_trainer_keys_they_share_with_the_traine
 
 def test_a_trainer_setting_lightning_refuses_is_one_error_line(tiny_data_dir, tmp_path):
     # debug=limit keeps 5% of the training batches: on a split of a few batches that is less than one.
-    args = tiny_args(tiny_data_dir, tmp_path, "debug=limit", "data.batch_size=64", "logger=none")
+    args = tiny_mlp_args(tiny_data_dir, tmp_path, "debug=limit", "data.batch_size=64", "logger=none")
     result = run_main("train.py", *args, check=False)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr[-2000:]
@@ -202,7 +189,7 @@ def test_a_trainer_setting_lightning_refuses_is_one_error_line(tiny_data_dir, tm
 
 def test_accumulate_grad_batches_as_written_takes_one_step_per_two_batches(tiny_data_dir, tmp_path):
     args = ["trainer.max_epochs=1", "trainer.limit_train_batches=4", "data.batch_size=32", "test=false", "logger=none"]
-    cfg = compose_train(tiny_args(tiny_data_dir, tmp_path, *args, "trainer.accumulate_grad_batches=2"), tmp_path)
+    cfg = compose_train(tiny_mlp_args(tiny_data_dir, tmp_path, *args, "trainer.accumulate_grad_batches=2"), tmp_path)
     train(cfg)
     assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 2
 
@@ -296,7 +283,7 @@ def test_an_interrupted_optuna_trial_prints_a_resume_command_that_runs(tiny_data
         "hydra.sweeper.n_trials=1",
         "hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner}",
         "model.optimizer.lr=choice(0.01,0.02)",
-        *tiny_args(tiny_data_dir, tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3", "logger=none"),
+        *tiny_mlp_args(tiny_data_dir, tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3", "logger=none"),
         "trainer.limit_val_batches=1",
         "+callbacks.ctrl_c={_target_: test_journeys.CtrlC}",
         "test=false",
@@ -322,7 +309,7 @@ def test_a_run_stopped_while_testing_prints_an_eval_command_that_runs(tiny_data_
     args += ["trainer.limit_test_batches=2", f"hydra.run.dir={run_dir}"]
     result = run_main(
         "train.py",
-        *tiny_args(tiny_data_dir, tmp_path, *args),
+        *tiny_mlp_args(tiny_data_dir, tmp_path, *args),
         "+callbacks.ctrl_c={_target_: test_journeys.CtrlC, stage: test}",
         check=False,
     )

@@ -20,25 +20,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, QUIET, ROOT, compose_train, run_main, run_script
+from conftest import CONF_DIR, QUIET, ROOT, compose_train, run_main, run_script, tiny_mlp_args
 from litvision.support.checkpoint import read_checkpoint
 from litvision.sweeps.search_space import SearchSpaceError, parse_search_space
 from litvision.tasks.train import train
 
 HPARAMS_SEARCH = "hparams_search"  # a group in conf/train.yaml's defaults, so no "+" is needed
-
-
-def tiny(data_dir: Path, root: Path, *extra: str) -> list[str]:
-    """Quick runs of the MLP on the tiny MNIST files, writing under ``root``."""
-    return [
-        f"paths.root_dir={root}",
-        f"data.data_dir={data_dir}",
-        "data=mnist",
-        "data.val_size=100",
-        "model=mlp",
-        *QUIET,
-        *extra,
-    ]
 
 
 def statuses(run_dirs: list[Path]) -> dict[str, str]:
@@ -64,7 +51,7 @@ def test_grid_records_failed_runs_and_finishes_the_others(tiny_data_dir, tmp_pat
         "model.optimizer.lr=0.003,fast",
         "seed=1,2",
         "debug=fdr",
-        *tiny(tiny_data_dir, tmp_path),
+        *tiny_mlp_args(tiny_data_dir, tmp_path),
         check=False,
     )
     assert result.returncode == 1
@@ -149,7 +136,7 @@ def test_optuna_study_goes_on_past_failed_and_pruned_trials(tiny_data_dir, tmp_p
         "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.3,n_warmup_steps:1}",
         "model.optimizer.lr=choice(0.01,fast,0.0)",
         "trainer.max_epochs=2",
-        *tiny(tiny_data_dir, tmp_path),
+        *tiny_mlp_args(tiny_data_dir, tmp_path),
     )
     study = optuna.load_study(study_name="lr", storage=f"sqlite:///{tmp_path / 'study.db'}")
     by_lr = {trial.params["model.optimizer.lr"]: trial for trial in study.trials}
@@ -189,7 +176,7 @@ def test_ddp_cpu_matches_one_process_and_batch_size_is_per_device(tiny_data_dir,
     ddp_dir = tmp_path / "ddp"
     run_script(
         "train.py",
-        *tiny(
+        *tiny_mlp_args(
             tiny_data_dir,
             tmp_path,
             "trainer=ddp_cpu",
@@ -213,7 +200,7 @@ def test_multirun_with_ddp_cpu_runs_each_job_once(tiny_data_dir, tmp_path):
         "train.py",
         "-m",
         "seed=1,2",
-        *tiny(tiny_data_dir, tmp_path, "trainer=ddp_cpu", "trainer.max_epochs=1", "logger=csv"),
+        *tiny_mlp_args(tiny_data_dir, tmp_path, "trainer=ddp_cpu", "trainer.max_epochs=1", "logger=csv"),
     )
     assert [p.name for p in (tmp_path / "logs" / "train").iterdir()] == ["multiruns"]  # no stray run dirs
     sweep = only_sweep_dir(tmp_path)
