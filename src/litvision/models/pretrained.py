@@ -148,6 +148,25 @@ def channel_stats(values: Sequence[float], in_channels: int) -> list[float]:
     return [sum(values) / len(values)] * in_channels
 
 
+class Backbone(nn.Module):
+    """What the torchvision and timm backbones share: the library's network as ``self.model``, and the
+    preprocessing record their ``weights_preprocessing`` classmethods return."""
+
+    model: nn.Module
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    @staticmethod
+    def preprocessing(mean: Sequence[float], std: Sequence[float], image_size: int, in_channels: int) -> dict:
+        """The weights' mean, std (for ``in_channels``, :func:`channel_stats`) and input size for the data config."""
+        return {
+            "mean": channel_stats(mean, in_channels),
+            "std": channel_stats(std, in_channels),
+            "image_size": int(image_size),
+        }
+
+
 def apply_weights_preprocessing(cfg: DictConfig) -> None:
     """Put the preprocessing of ``cfg.model.net``'s weights into ``cfg.data``, for the keys
     ``model.net.preprocessing`` lists (mean, std, image_size). Nets without a ``weights_preprocessing``

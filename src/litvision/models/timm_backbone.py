@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from litvision.models.common import feature_shape
 from litvision.models.pretrained import (
+    Backbone,
     WeightsError,
-    channel_stats,
     closest,
     names_a_file,
     weights_are_loaded,
@@ -80,7 +79,7 @@ def _check_fits(model: nn.Module, path: Path, name: str) -> None:
         )
 
 
-class TimmBackbone(nn.Module):
+class TimmBackbone(Backbone):
     """``timm.create_model(name)`` with a new ``num_classes`` head and ``in_channels`` input.
 
     ``pretrained`` is whether it starts from weights (fine-tuning freezes all but :meth:`head`);
@@ -137,9 +136,6 @@ class TimmBackbone(nn.Module):
         """The output layer for the run's classes: trained from the start, never frozen."""
         return self.model.get_classifier()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
-
     @classmethod
     def weights_preprocessing(cls, name: str, weights: str | None, in_channels: int) -> dict | None:
         """Mean, std and input size of timm's pretrained config for DEFAULT weights; None otherwise."""
@@ -147,8 +143,4 @@ class TimmBackbone(nn.Module):
             return None
         _check_name(name)
         data = _timm().data.resolve_data_config(pretrained_cfg=pretrained_config(name))
-        return {
-            "mean": channel_stats(data["mean"], in_channels),
-            "std": channel_stats(data["std"], in_channels),
-            "image_size": int(data["input_size"][-1]),
-        }
+        return cls.preprocessing(data["mean"], data["std"], data["input_size"][-1], in_channels)

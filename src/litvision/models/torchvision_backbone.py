@@ -21,8 +21,8 @@ from torch import nn
 
 from litvision.models.common import ModelConfigError, feature_shape
 from litvision.models.pretrained import (
+    Backbone,
     WeightsError,
-    channel_stats,
     closest,
     load_backbone_state,
     names_a_file,
@@ -77,7 +77,7 @@ def cached_weights_path(enum_member) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(enum_member.url).path).name
 
 
-class TorchvisionBackbone(nn.Module):
+class TorchvisionBackbone(Backbone):
     """``torchvision.models.get_model(name)`` with a ``num_classes`` head and ``in_channels`` input.
 
     ``pretrained`` is whether it starts from weights (fine-tuning freezes all but :meth:`head`);
@@ -119,9 +119,6 @@ class TorchvisionBackbone(nn.Module):
         """The output layer for the run's classes: trained from the start, never frozen."""
         return self.model.get_submodule(self.head_name)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
-
     @classmethod
     def weights_preprocessing(cls, name: str, weights: str | None, in_channels: int) -> dict | None:
         """Mean, std and image size of the weights' own transforms (``weights.transforms()``); None when unknown."""
@@ -131,11 +128,7 @@ class TorchvisionBackbone(nn.Module):
         mean, std = (0.5,) * 3, (0.5,) * 3
         if name not in _HALF_NORMALIZED:
             mean, std = transforms.mean, transforms.std
-        return {
-            "mean": channel_stats(mean, in_channels),
-            "std": channel_stats(std, in_channels),
-            "image_size": int(transforms.crop_size[0]),
-        }
+        return cls.preprocessing(mean, std, transforms.crop_size[0], in_channels)
 
     def _set_input_channels(self, in_channels: int) -> str | None:
         """Rebuild the first convolution for ``in_channels``; return its name."""
