@@ -43,7 +43,6 @@ AUGMENTATIONS = {
 # The ablation: the best Fashion-MNIST recipe as it is, then each addition on its own.
 ABLATION = {
     "fashion_mnist_best as it is": [],
-    "+ EMA (decay 0.999, no warm-up)": ["callbacks=[default,ema]", "callbacks.ema.warmup=false"],
     "+ EMA (decay 0.999, warm-up)": ["callbacks=[default,ema]"],
     "+ MixUp 0.2 / CutMix 1.0": ["data.augment.mixup_alpha=0.2", "data.augment.cutmix_alpha=1.0"],
     "+ TrivialAugment": ["data.augment.policy=trivialaugment"],
@@ -60,6 +59,11 @@ def header(command: str) -> str:
 
 def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
+
+
+def busy(before: str) -> bool:
+    """Whether the load average before a measurement ("1-min 5-min 15-min") says other work was running."""
+    return before != "?" and float(before.split()[0]) > 1.0
 
 
 def write_section(page: Path, name: str, body: str) -> None:
@@ -133,8 +137,8 @@ def augment_cost(args: argparse.Namespace) -> None:
     after = load()
     command = f"python scripts/lab/recipes.py augment-cost --batches {args.batches} --batch-size {args.batch_size}"
     lines = [
-        f"Measured by {header(command)}; load average {before} before, {after} after (a shared machine: "
-        "other people's tests were running, so the figures are upper bounds).",
+        f"Measured by {header(command)}; load average {before} before, {after} after"
+        + (" (other work was running: the figures are upper bounds)." if busy(before) else "."),
         "",
         f"Median of {args.batches - 1} batches of {args.batch_size} real Fashion-MNIST images on the CPU "
         "(uint8 in, the augmentation alone, normalization excluded). For scale: one training step of "
@@ -150,16 +154,24 @@ def augment_cost(args: argparse.Namespace) -> None:
 
 # -- the ablation and the LR finder's pick -------------------------------------------------------------------
 def train_run(run_dir: Path, overrides: list[str]) -> dict:
-    """``python scripts/train.py <overrides>`` (reused when ``run_dir`` holds a finished run); its metrics.json."""
-    metrics_file = run_dir / "metrics.json"
+    """``python scripts/train.py <overrides>`` (reused when ``run_dir`` holds a finished run): its metrics.json's
+    metrics plus ``wall_s`` (command to exit) and ``load`` (load average at its end), kept in run_time.json."""
+    metrics_file, time_file = run_dir / "metrics.json", run_dir / "run_time.json"
     if not metrics_file.exists():
         command = [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
         print("running:", shlex.join(command), flush=True)
+        started = time.perf_counter()
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if result.returncode != 0:
             raise SystemExit(f"failed: {shlex.join(command)}\n{result.stderr[-3000:]}")
+        time_file.write_text(json.dumps({"wall_s": time.perf_counter() - started, "load": load()}))
     metrics = json.loads(metrics_file.read_text())
-    return metrics.get("metrics", metrics)
+    timing = json.loads(time_file.read_text()) if time_file.exists() else {"wall_s": None, "load": "?"}
+    return {**metrics.get("metrics", metrics), **timing}
+
+
+def minutes(seconds: float | None) -> str:
+    return "?" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def ablation(args: argparse.Namespace) -> None:
@@ -171,17 +183,17 @@ def ablation(args: argparse.Namespace) -> None:
         slug = re.sub(r"\W+", "_", name).strip("_").lower()
         metrics = train_run(args.work / f"e{args.epochs or 'full'}_s{args.seed}" / slug, [*common, *extra])
         rows.append(
-            f"| {name} | `{' '.join(extra) or '-'}` | {metrics['test/acc']:.2%} | {metrics['val/acc_best']:.2%} |"
+            f"| {name} | `{' '.join(extra) or '-'}` | {metrics['test/acc']:.2%} | {metrics['val/acc_best']:.2%} "
+            f"| {minutes(metrics['wall_s'])} | {metrics['load']} |"
         )
         command = f"python scripts/lab/recipes.py ablation --seed {args.seed}" + (
             f" --epochs {args.epochs}" if shortened else ""
         )
         note = (
-            f"**Shortened: {args.epochs} epochs per run instead of the recipe's 30, one seed ({args.seed})**: it "
-            "shows what each addition does early in training, not what it gives at the end; additions that "
-            "regularize (MixUp/CutMix, policies, erasing) typically cost accuracy in a short run and pay off in "
-            "a long one, and an EMA of decay 0.999 remembers about 1,000 steps, more than such a run has, so its "
-            "average still holds much of the early weights. Not a verdict on the 95% goal."
+            f"**Shortened: {args.epochs} epochs per run instead of the recipe's 30 (the one-cycle schedule planned "
+            f"over {args.epochs}), one seed ({args.seed})**: additions that regularize (MixUp/CutMix, policies, "
+            "erasing) typically cost accuracy in a short run and pay off in a long one, and an EMA of decay 0.999 "
+            "averages over about 1,000 steps (a 30-epoch run has 6,450): a short table understates them."
             if shortened
             else f"Full recipe length, one seed ({args.seed})."
         )
@@ -192,8 +204,8 @@ def ablation(args: argparse.Namespace) -> None:
             "",
             note,
             "",
-            "| recipe | overrides | test/acc | val/acc_best |",
-            "| --- | --- | ---: | ---: |",
+            "| recipe | overrides | test/acc | val/acc_best | wall time | load average at its end |",
+            "| --- | --- | ---: | ---: | ---: | --- |",
             *rows,
         ]
         write_section(args.page or RESULTS_PAGE, "ablation", "\n".join(lines))  # after each run: partial tables too
