@@ -63,7 +63,9 @@ python scripts/lab/reproduce.py --set all        # or --set tutorials|better|bes
 which runs every experiment once per seed (`python scripts/train.py experiment=<e> seed=<s>`, run folders
 under `logs/reproduce/<e>/seed<s>/`) and rewrites this page after each run (and the headline rows in the
 README), every experiment on it: those a call does not run come from their finished runs, as with
-`--table-only`, which runs nothing. Do not edit it by hand.
+`--table-only`, which runs nothing, and an experiment with no finished runs on this machine keeps its row
+from the page before (the line above the table says which rows and where they were measured). Do not edit
+it by hand.
 
 - **test acc**: the official test split, in %, mean ± sample standard deviation over the seeds. The
   tutorial recipes test the last epoch's weights (as the tutorials report them), with a 1,000-image
@@ -86,8 +88,8 @@ README), every experiment on it: those a call does not run come from their finis
   tutorial's number is off: [tutorial_loops.md](tutorial_loops.md).
 - A run that needs what the machine lacks (CIFAR-10 files, a GPU, MNIST) is listed as skipped, with why.
 - **Wall times depend on the CPU** (the line below names its vector instructions): the speedrun and best
-  recipes train in `bf16-mixed`, faster than float32 only on CPUs with bfloat16 instructions
-  (AVX512-BF16 or AMX) or on a GPU; elsewhere run them with `trainer.precision=32-true`.
+  recipes train with `trainer.precision=auto`, `bf16-mixed` on CPUs with bfloat16 instructions
+  (AVX512-BF16 or AMX) or on a GPU, float32 elsewhere, where a run takes longer.
 """
 
 
@@ -174,6 +176,8 @@ def headline(plans: list[Plan], seeds: list[int]) -> list[str]:
     def measured(plan: Plan | None) -> str:
         if plan is None:
             return "—"
+        if plan.kept:
+            return plan.kept["test acc (%)"]
         if plan.skip:
             return f"not measured ({plan.skip})"
         done = finished(plan, seeds)
@@ -201,6 +205,8 @@ def headline(plans: list[Plan], seeds: list[int]) -> list[str]:
         done = finished(plan, seeds)
         walls = [r["wall_s"] for r in done if r.get("wall_s") is not None]
         took = f", {seconds(statistics.mean(walls))} per run" if walls and not plan.skip else ""
+        if plan.kept and plan.kept["wall per run"] != "—":
+            took = f", {plan.kept['wall per run']} per run"
         lines.append(f"| `{name}` | {goal} | {measured(plan)}{took} |")
     return lines
 
@@ -250,6 +256,41 @@ def row(plan: Plan, seeds: list[int], plan_only: bool, means: dict[str, float], 
     return cells
 
 
+def _page_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+KEPT_WORDS = " Rows kept from earlier pages: "
+
+
+def keep_earlier_rows(path: Path, plans: list[Plan], seeds: list[int]) -> list[str]:
+    """Give each plan with no finished run of ``seeds`` here (and not skipped here) its row from the page at
+    ``path`` as it was, so a machine without the earlier runs' folders does not blank them; returns the
+    "Measured ..." lines those rows came from."""
+    lines = _page_lines(path)
+    header = next((line for line in lines if line.startswith("| experiment | dataset |")), None)
+    if header is None:
+        return []
+    columns = [cell.strip() for cell in header.strip().strip("|").split("|")]
+    rows = {}
+    for line in lines:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == len(columns):
+            rows[cells[0].strip("`")] = {**dict(zip(columns, cells)), "_line": line}
+    kept = [plan for plan in plans if not plan.skip and not finished(plan, seeds) and plan.experiment in rows]
+    for plan in kept:
+        plan.kept = rows[plan.experiment]
+    # Where the kept rows were measured: the page's own runs, or for a row that page kept too, its sources.
+    measured = next((line for line in lines if line.startswith("Measured ")), "")
+    core, _, earlier = measured.partition(KEPT_WORDS)
+    earlier, _, names = earlier.rpartition(" (not run here: ")
+    kept_there = set(re.findall(r"`([^`]+)`", names))
+    sources = []
+    for plan in kept:
+        sources.append(earlier if plan.experiment in kept_there else core)
+    return list(dict.fromkeys(sources))
+
+
 def kept_sections(path: Path) -> list[str]:
     """The sections other lab scripts write into the page (``<!-- name:start -->`` to ``<!-- name:end -->``,
     e.g. transfer.py's): a rewrite of the table keeps them at the end."""
@@ -260,7 +301,9 @@ def kept_sections(path: Path) -> list[str]:
 def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str], plan_only: bool) -> None:
     import torch
 
-    total = sum(0 if p.skip else len(seeds) for p in plans)
+    sources = [] if plan_only else keep_earlier_rows(path, plans, seeds)
+    earlier_line = next((line for line in _page_lines(path) if line.startswith("Measured ")), "")
+    total = sum(0 if p.skip or p.kept else len(seeds) for p in plans)
     done = sum(seed in plan.runs for plan in plans for seed in seeds)
     lines = [PAGE_INTRO]
     if plan_only:
@@ -268,6 +311,8 @@ def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str]
             "**Not measured yet.** The table below is the plan (`--plan-only`): the experiments, their "
             "networks and references; the script fills in the numbers.\n"
         )
+    elif done == 0 and sources:  # nothing ran here: the page as it was measured
+        lines.append(earlier_line + "\n")
     else:
         progress = (
             "all runs done"
@@ -278,7 +323,15 @@ def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str]
             f"Measured {date.today().isoformat()} ({progress}) on {machine()}; torch {torch.__version__}, "
             f"commit {commit()}; seeds {','.join(map(str, seeds))}"
             + (f"; extra overrides: `{' '.join(extra)}`" if extra else "")
-            + ".\n"
+            + "."
+            + (
+                f"{KEPT_WORDS}{' '.join(sources)} (not run here: "
+                + ", ".join(f"`{p.experiment}`" for p in plans if p.kept)
+                + ")"
+                if sources
+                else ""
+            )
+            + "\n"
         )
     header = ["experiment", "dataset", "network", "params", "tutorial (%)", "goal", "test acc (%)", "seeds"]
     header += ["epochs", "wall per run", "verdict", "status"]
@@ -289,7 +342,10 @@ def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str]
         if accs := [r["acc"] for r in finished(plan, seeds)]:
             means[plan.experiment] = statistics.mean(accs)
     loops = own_loops()
-    lines += ["| " + " | ".join(row(plan, seeds, plan_only, means, loops)) + " |" for plan in plans]
+    lines += [
+        plan.kept["_line"] if plan.kept else "| " + " | ".join(row(plan, seeds, plan_only, means, loops)) + " |"
+        for plan in plans
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.tmp")
     partial.write_text("\n".join(lines) + "\n" + "".join(kept_sections(path)))

@@ -31,6 +31,7 @@ class Plan:
     extra: list[str] = field(default_factory=list)  # overrides this script adds (MNIST search dir)
     skip: str = ""  # why it cannot run here; empty: it can
     runs: dict[int, dict] = field(default_factory=dict)  # seed -> {"status", "acc", "epochs", "wall_s", "error"}
+    kept: dict[str, str] = field(default_factory=dict)  # no runs here: the page's earlier row, cell by column
 
 
 # -- planning -------------------------------------------------------------------------------------

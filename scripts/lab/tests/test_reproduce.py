@@ -117,3 +117,42 @@ def test_verdicts_and_readme_rows_follow_the_measured_seeds(tmp_path, monkeypatc
     assert "old rows" not in text
     assert "| `fashion_cnn` | Fashion-MNIST | 90.18 | 89.25 ± 0.07 | 90.07 ± 0.21 | 91.10 ± 0.10 |" in text
     assert "| `fashion_mnist_speedrun` | >= 92.0% in <= 90 s on a 2-core CPU | 92.20 ± 0.10, 95 s per run |" in text
+
+
+def test_a_row_with_no_runs_here_keeps_its_earlier_row_and_says_where_it_came_from(tmp_path):
+    """Rerunning one experiment on a machine without the others' run folders rewrites only that row."""
+    page = tmp_path / "results.md"
+    fresh = Plan("fashion_mnist_best", dataset="Fashion-MNIST", network="small_cnn", params=1)
+    fresh.runs = {seed: {"status": "ok", "acc": 95.1, "wall_s": 1500.0, "epochs": 40} for seed in (0, 1, 2)}
+    older = Plan("mnist_best", dataset="MNIST", network="small_cnn", params=1)
+    older.runs = {seed: {"status": "ok", "acc": 99.4, "wall_s": 300.0, "epochs": 15} for seed in (0, 1, 2)}
+    reproduce_page.write_page(page, [fresh, older], [0, 1, 2], [], plan_only=False)
+    page.write_text(page.read_text().replace("Measured 20", "Measured in the past, 20"))  # an earlier page's line
+    first = page.read_text()
+    older_row = _table_row(first, "mnist_best")
+    measured_first = next(line for line in first.splitlines() if line.startswith("Measured "))
+
+    rerun = Plan("fashion_mnist_best", dataset="Fashion-MNIST", network="small_cnn", params=1)
+    rerun.runs = {seed: {"status": "ok", "acc": 94.0, "wall_s": 1500.0, "epochs": 40} for seed in (0, 1, 2)}
+    not_here = Plan("mnist_best", dataset="MNIST", network="small_cnn", params=1)
+    reproduce_page.write_page(page, [rerun, not_here], [0, 1, 2], [], plan_only=False)
+    second = page.read_text()
+    assert _table_row(second, "mnist_best") == older_row
+    assert "94.00 ± 0.00" in _table_row(second, "fashion_mnist_best")
+    measured = next(line for line in second.splitlines() if line.startswith("Measured "))
+    assert "(all runs done)" in measured
+    assert f"Rows kept from earlier pages: {measured_first} (not run here: `mnist_best`)" in measured
+
+    # A third page keeps naming the same source, once.
+    reproduce_page.write_page(
+        page, [rerun, Plan("mnist_best", dataset="MNIST", network="small_cnn")], [0, 1, 2], [], False
+    )
+    third = next(line for line in page.read_text().splitlines() if line.startswith("Measured "))
+    assert third.count("Measured in the past") == 1 and f"{measured_first} (not run here: `mnist_best`)" in third
+    assert _table_row(page.read_text(), "mnist_best") == older_row
+
+    # Nothing run here at all (--table-only on a fresh machine): the page stays as it was measured.
+    before = page.read_text()
+    nothing = [Plan("fashion_mnist_best", dataset="Fashion-MNIST", network="small_cnn"), not_here]
+    reproduce_page.write_page(page, nothing, [0, 1, 2], [], plan_only=False)
+    assert page.read_text() == before
