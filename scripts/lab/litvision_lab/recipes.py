@@ -1,6 +1,6 @@
 """Issue 27's measurements: what each augmentation costs per step, the recipe ablation, the LR finder's pick.
 
-    python scripts/lab/recipes.py augment-cost        # ms per batch of 256 of each augmentation -> docs/training.md
+    python scripts/lab/recipes.py augment-cost        # ms per batch of 256 of each augmentation -> docs/recipes.md
     python scripts/lab/recipes.py ablation --epochs 3 # fashion_mnist_best + each addition, one seed -> docs/results.md
     python scripts/lab/recipes.py lr-check            # the LR finder on the default run, then both lrs trained
 
@@ -29,7 +29,7 @@ import torch
 from litvision_lab.machine_info import machine
 from litvision_lab.paths import CONF_DIR, ROOT
 
-TRAINING_PAGE, RESULTS_PAGE = ROOT / "docs" / "training.md", ROOT / "docs" / "results.md"
+RECIPES_PAGE, RESULTS_PAGE = ROOT / "docs" / "recipes.md", ROOT / "docs" / "results.md"
 # The augmentations measured: data.augment settings, each on its own (the best recipe's batch ops together).
 AUGMENTATIONS = {
     "none": {},
@@ -148,7 +148,7 @@ def augment_cost(args: argparse.Namespace) -> None:
         "| --- | ---: | ---: |",
     ]
     lines += [f"| {name} | {ms:.1f} | {ms / step:.0%} |" for name, ms in rows]
-    write_section(args.page or TRAINING_PAGE, "augment_cost", "\n".join(lines))
+    write_section(args.page or RECIPES_PAGE, "augment_cost", "\n".join(lines))
     print("\n".join(lines))
 
 
@@ -249,7 +249,7 @@ def lr_check(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    cost = sub.add_parser("augment-cost", help="ms per batch of each augmentation -> docs/training.md")
+    cost = sub.add_parser("augment-cost", help="ms per batch of each augmentation -> docs/recipes.md")
     cost.add_argument("--batches", type=int, default=12)
     cost.add_argument("--batch-size", type=int, default=256)
     for name, helps in (("ablation", "the recipe ablation -> docs/results.md"), ("lr-check", "LR finder pick")):
