@@ -87,6 +87,17 @@ def test_16_mixed_on_a_cpu_says_what_was_asked_and_what_runs(cpuinfos, caplog):
     assert choose_precision("32-true", "cpu", cpuinfos["emulated"]) == "32-true"
 
 
+def test_onednn_capped_below_bfloat16_counts_as_a_cpu_without_it(cpuinfos, monkeypatch, caplog):
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN emulate bfloat16 on any CPU: auto then picks float32 and says why."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert has_bfloat16_instructions(cpuinfos["native"]) is False
+    with caplog.at_level(logging.INFO, logger="litvision.support.precision"):
+        assert choose_precision("auto", "cpu", cpuinfos["native"]) == "32-true"
+    assert "ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN off the CPU's bfloat16 instructions" in caplog.text
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # a cap above bfloat16 changes nothing
+    assert choose_precision("auto", "cpu", cpuinfos["native"]) == "bf16-mixed"
+
+
 def test_an_auto_training_run_on_a_cpu_without_bfloat16_trains_in_float32(
     cpuinfos, tiny_data_dir, tmp_path, monkeypatch, caplog
 ):

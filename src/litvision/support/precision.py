@@ -1,7 +1,8 @@
 """The precision a run trains in: ``trainer.precision=auto`` resolved, and one line where a CPU changes the choice.
 
 ``bf16-mixed`` runs a CPU's convolutions faster than float32 only where the CPU computes bfloat16 itself
-(AVX512-BF16 or AMX, read from /proc/cpuinfo's x86 flags); elsewhere torch emulates it, and a step takes
+(AVX512-BF16 or AMX, read from /proc/cpuinfo's x86 flags, and oneDNN not capped below them by
+``ONEDNN_MAX_CPU_ISA``); elsewhere torch emulates it, and a step takes
 many times as long as in float32. ``auto`` therefore picks bf16-mixed where the hardware runs it natively
 (such a CPU, or a CUDA GPU with bfloat16) and 32-true elsewhere. ``16-mixed`` on a CPU runs as
 bf16-mixed (a CPU has no float16 autocast; Lightning swaps it too), said in one line naming both.
@@ -10,6 +11,7 @@ bf16-mixed (a CPU has no float16 autocast; Lightning swaps it too), said in one 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from lightning import Trainer
@@ -19,6 +21,8 @@ log = logging.getLogger(__name__)
 
 CPUINFO = Path("/proc/cpuinfo")  # the flag source: tests point it at a file of another CPU
 BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}  # x86 flags of native bfloat16 arithmetic
+# ONEDNN_MAX_CPU_ISA values that keep oneDNN's convolutions off those instructions (it then emulates bfloat16).
+ONEDNN_CAPS_BELOW_BFLOAT16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
 _EMULATED = (
     "on a CPU without bfloat16 instructions (AVX512-BF16 or AMX): torch emulates them, and a step takes "
     "many times as long as with trainer.precision=32-true (or auto)"
@@ -40,10 +44,17 @@ def cpu_flags(cpuinfo: Path | None = None) -> set[str] | None:
     return None
 
 
+def onednn_cap() -> str | None:
+    """``ONEDNN_MAX_CPU_ISA`` where it keeps oneDNN below the bfloat16 instructions, else None."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    return cap if cap in ONEDNN_CAPS_BELOW_BFLOAT16 else None
+
+
 def has_bfloat16_instructions(cpuinfo: Path | None = None) -> bool | None:
-    """Whether the CPU computes bfloat16 natively; None where that is unknown (no x86 flags listed)."""
+    """Whether the CPU computes bfloat16 natively (and oneDNN may use it); None where that is unknown (no x86
+    flags listed)."""
     flags = cpu_flags(cpuinfo)
-    return None if flags is None else bool(flags & BFLOAT16_FLAGS)
+    return None if flags is None else bool(flags & BFLOAT16_FLAGS) and onednn_cap() is None
 
 
 def device_kind(accelerator) -> str:
@@ -69,6 +80,8 @@ def choose_precision(requested, accelerator="auto", cpuinfo: Path | None = None)
         elif device == "cpu":
             native = bool(has_bfloat16_instructions(cpuinfo))
             why = "a CPU with bfloat16 instructions" if native else "a CPU without bfloat16 instructions"
+            if onednn_cap():
+                why = f"ONEDNN_MAX_CPU_ISA={onednn_cap()} keeps oneDNN off the CPU's bfloat16 instructions"
         else:
             native, why = False, f"accelerator {device}"
         chosen = "bf16-mixed" if native else "32-true"
