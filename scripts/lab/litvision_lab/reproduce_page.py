@@ -41,7 +41,7 @@ TUTORIAL_ACC = {
 # per run (None: no such limit; both None: a goal this machine cannot check).
 GOALS = {
     "fashion_mnist_speedrun": (">= 92.0% in <= 90 s on a 2-core CPU", 92.0, 90.0),
-    "fashion_mnist_best": (">= 94.0% in <= 30 min on a 2-core CPU", 94.0, 1800.0),
+    "fashion_mnist_best": (">= 95.0% in <= 30 min on a 2-core CPU", 95.0, 1800.0),
     "mnist_best": (">= 99.3% (17,435 training images)", 99.3, None),
     "cifar10_speedrun": ("airbench94: 94.0% in 2.6 s on an A100", None, None),
 }
