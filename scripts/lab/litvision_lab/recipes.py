@@ -277,8 +277,11 @@ def speedrun_avx2(args: argparse.Namespace) -> None:
         timing = json.loads((run_dir / "run_time.json").read_text())
         accs.append(metrics["test/acc"] * 100)
         walls.append(timing["wall_s"])
+        made = json.loads((run_dir / "provenance.json").read_text())
+        when = f"{made['started'][:16].replace('T', ' ')} UTC, {made['git']['commit'][:7]}"
         rows.append(
-            f"| {seed} | {metrics['test/acc']:.2%} | {timing['wall_s']:.0f} s | {timing['load']} | `{timing['auto']}` |"
+            f"| {seed} | {metrics['test/acc']:.2%} | {timing['wall_s']:.0f} s | {timing['load']} | {when} "
+            f"| `{timing['auto']}` |"
         )
     mean, spread = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
     met = mean >= 92.0 and statistics.mean(walls) <= 90.0
@@ -286,16 +289,17 @@ def speedrun_avx2(args: argparse.Namespace) -> None:
     lines = [
         "### fashion_mnist_speedrun on a CPU without bfloat16 instructions",
         "",
-        f"Measured by {header(command)}.",
+        f"Written by {header(command)}, from the runs below (each started at the time and commit it names).",
         "",
         "This CPU has AVX512-BF16, so a CPU without it is stood in for: each run has `ONEDNN_MAX_CPU_ISA=AVX2` "
         "and `ATEN_CPU_CAPABILITY=avx2`, which keep oneDNN's and ATen's kernels to AVX2 (no AVX-512, no "
         "bfloat16 instructions), and `precision=auto` reads that cap as such a CPU and picks float32. Same cores "
-        "and clock as the bf16 runs: a real AVX2-only CPU differs in more than its vector instructions. Wall "
-        "time from the command to the process's exit, the test included.",
+        "and clock as the bf16 runs: a real AVX2-only CPU differs in more than its vector instructions, and may "
+        "be slower still (the Zen 3 in [performance.md](performance.md#bfloat16-on-a-cpu) took 187-209 ms a "
+        "float32 step of this net). Wall time from the command to the process's exit, the test included.",
         "",
-        "| seed | test/acc | wall time | load average at its end | what auto picked |",
-        "| ---: | ---: | ---: | --- | --- |",
+        "| seed | test/acc | wall time | load average at its end | started, commit | what auto picked |",
+        "| ---: | ---: | ---: | --- | --- | --- |",
         *rows,
         "",
         f"Mean {mean:.2f} ± {spread:.2f}% in {statistics.mean(walls):.0f} s a run: goal (>= 92.0% within 90 s) "
