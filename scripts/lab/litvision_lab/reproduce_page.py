@@ -277,6 +277,8 @@ def keep_earlier_rows(path: Path, plans: list[Plan], seeds: list[int]) -> list[s
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if line.startswith("| `") and len(cells) == len(columns):
             rows[cells[0].strip("`")] = {**dict(zip(columns, cells)), "_line": line}
+    for plan in plans:  # a plan kept by an earlier call that has finished a run since shows its own runs
+        plan.kept = {}
     kept = [plan for plan in plans if not plan.skip and not finished(plan, seeds) and plan.experiment in rows]
     for plan in kept:
         plan.kept = rows[plan.experiment]

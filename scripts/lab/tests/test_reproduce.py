@@ -133,9 +133,11 @@ def test_a_row_with_no_runs_here_keeps_its_earlier_row_and_says_where_it_came_fr
     measured_first = next(line for line in first.splitlines() if line.startswith("Measured "))
 
     rerun = Plan("fashion_mnist_best", dataset="Fashion-MNIST", network="small_cnn", params=1)
-    rerun.runs = {seed: {"status": "ok", "acc": 94.0, "wall_s": 1500.0, "epochs": 40} for seed in (0, 1, 2)}
     not_here = Plan("mnist_best", dataset="MNIST", network="small_cnn", params=1)
-    reproduce_page.write_page(page, [rerun, not_here], [0, 1, 2], [], plan_only=False)
+    reproduce_page.write_page(page, [rerun, not_here], [0, 1, 2], [], plan_only=False)  # before its first run
+    assert page.read_text() == first
+    rerun.runs = {seed: {"status": "ok", "acc": 94.0, "wall_s": 1500.0, "epochs": 40} for seed in (0, 1, 2)}
+    reproduce_page.write_page(page, [rerun, not_here], [0, 1, 2], [], plan_only=False)  # after its runs
     second = page.read_text()
     assert _table_row(second, "mnist_best") == older_row
     assert "94.00 ± 0.00" in _table_row(second, "fashion_mnist_best")
