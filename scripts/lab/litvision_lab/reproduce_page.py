@@ -256,18 +256,13 @@ def row(plan: Plan, seeds: list[int], plan_only: bool, means: dict[str, float], 
     return cells
 
 
-def _page_lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-
-
 KEPT_WORDS = " Rows kept from earlier pages: "
 
 
-def keep_earlier_rows(path: Path, plans: list[Plan], seeds: list[int]) -> list[str]:
-    """Give each plan with no finished run of ``seeds`` here (and not skipped here) its row from the page at
-    ``path`` as it was, so a machine without the earlier runs' folders does not blank them; returns the
+def keep_earlier_rows(lines: list[str], plans: list[Plan], seeds: list[int]) -> list[str]:
+    """Give each plan with no finished run of ``seeds`` here (and not skipped here) its row from the page as it
+    was (its ``lines``), so a machine without the earlier runs' folders does not blank them; returns the
     "Measured ..." lines those rows came from."""
-    lines = _page_lines(path)
     header = next((line for line in lines if line.startswith("| experiment | dataset |")), None)
     if header is None:
         return []
@@ -293,18 +288,18 @@ def keep_earlier_rows(path: Path, plans: list[Plan], seeds: list[int]) -> list[s
     return list(dict.fromkeys(sources))
 
 
-def kept_sections(path: Path) -> list[str]:
+def kept_sections(text: str) -> list[str]:
     """The sections other lab scripts write into the page (``<!-- name:start -->`` to ``<!-- name:end -->``,
     e.g. transfer.py's): a rewrite of the table keeps them at the end."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
     return [f"\n{m.group(0)}\n" for m in re.finditer(r"<!-- (\w+):start -->.*?<!-- \1:end -->", text, flags=re.S)]
 
 
 def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str], plan_only: bool) -> None:
     import torch
 
-    sources = [] if plan_only else keep_earlier_rows(path, plans, seeds)
-    earlier_line = next((line for line in _page_lines(path) if line.startswith("Measured ")), "")
+    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    sources = [] if plan_only else keep_earlier_rows(before.splitlines(), plans, seeds)
+    earlier_line = next((line for line in before.splitlines() if line.startswith("Measured ")), "")
     total = sum(0 if p.skip or p.kept else len(seeds) for p in plans)
     done = sum(seed in plan.runs for plan in plans for seed in seeds)
     lines = [PAGE_INTRO]
@@ -350,7 +345,7 @@ def write_page(path: Path, plans: list[Plan], seeds: list[int], extra: list[str]
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.tmp")
-    partial.write_text("\n".join(lines) + "\n" + "".join(kept_sections(path)))
+    partial.write_text("\n".join(lines) + "\n" + "".join(kept_sections(before)))
     os.replace(partial, path)  # a reproduction killed mid-write leaves the previous page, never half of one
     if not plan_only and path.resolve() == DEFAULT_OUTPUT.resolve():
         write_readme_rows(ROOT / "README.md", plans, seeds)

@@ -38,4 +38,4 @@ def test_reproduce_s_rewrite_of_the_page_keeps_the_section(tmp_path):
 
     page = tmp_path / "results.md"
     page.write_text(f"# Results\n\nthe old table\n\n{START}\nmeasured\n{END}\n")
-    assert kept_sections(page) == [f"\n{START}\nmeasured\n{END}\n"]
+    assert kept_sections(page.read_text()) == [f"\n{START}\nmeasured\n{END}\n"]

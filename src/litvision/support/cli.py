@@ -56,17 +56,16 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
         if isinstance(err, KeyboardInterrupt):  # outside training: nothing was saved, nothing to resume
             print("interrupted (SIGINT) before training started or after it ended; nothing to resume", file=sys.stderr)
             sys.exit(128 + signal.SIGINT)
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
         from litvision.support.ddp import collective_failure
 
         failure = collective_failure(err)  # a DDP run that would have waited forever: its timeout, in one line
+        if failure is None and isinstance(err, MisconfigurationException):
+            # Lightning's word for a Trainer setting that cannot work (limit_train_batches=0.05 of 2 batches, say).
+            failure = first_line(err, limit=None)
         if failure is not None and not in_multirun():
             print(f"error: {failure}", file=sys.stderr)
-            sys.exit(2)
-        from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-        if isinstance(err, MisconfigurationException) and not in_multirun():
-            # Lightning's word for a Trainer setting that cannot work (limit_train_batches=0.05 of 2 batches, say).
-            print(f"error: {first_line(err, limit=None)}", file=sys.stderr)
             sys.exit(2)
         raise
     metric_name = cfg.get("optimized_metric")

@@ -80,8 +80,8 @@ def choose_precision(requested, accelerator="auto", cpuinfo: Path | None = None)
         elif device == "cpu":
             native = bool(has_bfloat16_instructions(cpuinfo))
             why = "a CPU with bfloat16 instructions" if native else "a CPU without bfloat16 instructions"
-            if onednn_cap():
-                why = f"ONEDNN_MAX_CPU_ISA={onednn_cap()} keeps oneDNN off the CPU's bfloat16 instructions"
+            if cap := onednn_cap():
+                why = f"ONEDNN_MAX_CPU_ISA={cap} keeps oneDNN off the CPU's bfloat16 instructions"
         else:
             native, why = False, f"accelerator {device}"
         chosen = "bf16-mixed" if native else "32-true"
