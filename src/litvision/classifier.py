@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from lightning import LightningModule
+from lightning.pytorch.utilities.parsing import AttributeDict
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
 from litvision.callbacks.finetuning import FineTuning, backbone_parameters
 from litvision.metrics import REQUIRED, accuracy_only, build_metrics
+from litvision.models.pretrained import checkpoint_weights_follow
 from litvision.schedules import ReplanOnResume, is_plateau, scheduler_for_run, takes_length
 from litvision.support.errors import LitvisionError
+from litvision.support.file_config import escape_interpolation
 from litvision.support.instantiate import build, plain
 from litvision.support.options import LIGHTNING_SCHEDULER_KEYS, check_finetuning, check_model_options
 
@@ -22,6 +26,20 @@ STAGES = ("train", "val", "test")
 def mirror_mean(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
     """The mean of ``forward``'s logits for the images and for their mirror images (flip test-time augmentation)."""
     return (forward(images) + forward(images.flip(-1))) / 2
+
+
+def from_saved_config(model_config: Mapping) -> ImageClassifier:
+    """The ImageClassifier a checkpoint's saved model config describes, for evaluation and prediction.
+
+    Unknown keys are one error; ``init_from`` and ``freeze_epochs`` are dropped (the checkpoint's own
+    weights follow, and a saved path to other weights is never opened).
+    """
+    accepted = set(inspect.signature(ImageClassifier.__init__).parameters) - {"self"}
+    unknown = sorted(set(model_config) - accepted)
+    if unknown:
+        raise LitvisionError(f"the checkpoint's model config has keys ImageClassifier does not take: {unknown[:5]}")
+    with checkpoint_weights_follow():  # a pretrained backbone's file is not needed: the checkpoint's weights follow
+        return ImageClassifier(**{**model_config, "init_from": None, "freeze_epochs": 0})
 
 
 class ImageClassifier(LightningModule):
@@ -87,6 +105,8 @@ class ImageClassifier(LightningModule):
         self.scheduler_monitor = scheduler.get("monitor")
         scheduler = {k: v for k, v in scheduler.items() if k not in LIGHTNING_SCHEDULER_KEYS}
         self.net = build(net, "model.net")
+        if not isinstance(self.net, nn.Module):
+            raise LitvisionError(f"model.net builds a {type(self.net).__name__}, not a torch nn.Module")
         self.optimizer_factory = build(optimizer, "model.optimizer")
         self.scheduler_factory = build(scheduler, "model.scheduler") if scheduler else None
         if is_plateau(self.scheduler_factory) and self.scheduler_monitor is None:
@@ -122,6 +142,13 @@ class ImageClassifier(LightningModule):
         if channels_last:  # NHWC: faster convolutions with cuDNN/oneDNN, especially in mixed precision
             self.net.to(memory_format=torch.channels_last)
         self._compiled_forward = None
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """What Lightning hands the loggers: the hyperparameters with every ``${`` escaped. The CSV and
+        TensorBoard loggers write hparams.yaml through OmegaConf, which would take a class named ``x${y``
+        for an interpolation (and fail); the checkpoint keeps the literal names (``self.hparams``)."""
+        return AttributeDict(escape_interpolation(dict(super().hparams_initial)))
 
     def configure_model(self) -> None:
         if self.hparams.compile and self._compiled_forward is None:

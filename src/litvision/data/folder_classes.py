@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import ListConfig, OmegaConf
 
 from litvision.support.errors import DataError
+from litvision.support.file_config import escape_interpolation
 
 
 def visible_dirs(folder: Path) -> list[Path]:
@@ -56,6 +57,7 @@ def stream_info(data_dir, key: str):
         value = json.loads((Path(data_dir).expanduser() / "litvision.json").read_text()).get(key)
     except (OSError, ValueError, AttributeError):
         return None
+    value = escape_interpolation(value)  # the file's strings stay literal in the config
     return ListConfig(value) if isinstance(value, list) else value
 
 
@@ -68,8 +70,9 @@ def register_resolvers() -> None:
     resolvers = {
         "litvision.folder_classes": lambda data_dir: _resolve_or_none(lambda d: len(folder_class_names(d)), data_dir),
         # A ListConfig, not a list: OmegaConf.resolve (``--cfg job --resolve``) refuses a plain list in a value.
+        # Folder names are escaped: a folder named ${oc.env:TOKEN} is a class of that name, not the variable.
         "litvision.folder_class_names": lambda data_dir: _resolve_or_none(
-            lambda d: ListConfig(folder_class_names(d)), data_dir
+            lambda d: ListConfig(escape_interpolation(folder_class_names(d))), data_dir
         ),
     }
     resolvers["litvision.stream_info"] = stream_info  # ${litvision.stream_info:${data.data_dir},num_classes}

@@ -8,6 +8,7 @@ import torch
 from hydra.utils import get_class
 
 from litvision.support.errors import CheckpointError, first_line
+from litvision.support.file_config import check_targets
 
 # ImageClassifier saves its constructor arguments (the model config) and the data config under this key.
 DATA_CONFIG_KEY = "data_config"
@@ -26,6 +27,10 @@ def read_checkpoint(path: str | Path) -> dict:
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or not isinstance(hparams.get("net"), dict) or not hparams.get(DATA_CONFIG_KEY):
         raise CheckpointError(f"{path} is not a litvision checkpoint (no model/data config inside)")
+    if not isinstance(hparams[DATA_CONFIG_KEY], dict) or not all(isinstance(key, str) for key in hparams):
+        raise CheckpointError(f"{path} is not a litvision checkpoint (its model/data config is not a mapping)")
+    # Before anything the file names is imported or called: every _target_ in it must be on the allowlist.
+    check_targets(hparams, "hyper_parameters", str(path))
     return checkpoint
 
 
@@ -39,7 +44,36 @@ def saved_configs(checkpoint: dict) -> tuple[dict, dict]:
     data_config = dict(hparams.pop(DATA_CONFIG_KEY))
     state = datamodule_state(checkpoint, data_config)
     data_config.update({key: value for key, value in state.items() if key in data_config})
+    check_data_facts(data_config)
     return hparams, data_config
+
+
+def check_data_facts(data_config: dict) -> None:
+    """What prediction and export read from a saved data config, checked as untrusted values."""
+    facts = {key: data_config.get(key) for key in ("class_names", "in_channels", "image_size", "mean", "std")}
+    names, channels, size = facts["class_names"], facts["in_channels"], facts["image_size"]
+    problems = []
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+        problems.append("class_names is not a list of names")
+    if not _is_int(channels) or not 1 <= channels <= 4:
+        problems.append(f"in_channels={_short(channels)} is not 1 to 4")
+    if not _is_int(size) or not 1 <= size <= 8192:
+        problems.append(f"image_size={_short(size)} is not 1 to 8192")
+    for key in ("mean", "std"):
+        values = facts[key]
+        numbers = isinstance(values, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        )
+        if not numbers or (_is_int(channels) and len(values) != channels) or (key == "std" and min(values) <= 0):
+            problems.append(
+                f"{key}={_short(values)} is not one {'positive ' if key == 'std' else ''}number per channel"
+            )
+    if problems:
+        raise CheckpointError(f"the checkpoint's data config is invalid: {'; '.join(problems)}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def datamodule_state(checkpoint: dict, data_config: dict) -> dict:

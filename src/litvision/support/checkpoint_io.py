@@ -7,16 +7,17 @@ cluster's network-mounted logs): a kill during that copy left a truncated ``last
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from litvision.support.atomic import atomic_open
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file beside its target, flushed to disk, then renamed over it.
+    """Writes each checkpoint to a temporary file beside its target, flushed to disk, then renamed over it;
+    reads every checkpoint weights-only.
 
     The rename is atomic on a local or network file system, so a reader (the next resume) sees the old
     file or the new one, never part of one. Local paths only; remote URLs go to Lightning's writer.
@@ -25,14 +26,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        try:
-            with partial.open("wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        with atomic_open(path, "wb") as handle:
+            torch.save(checkpoint, handle)
+
+    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        # Always weights-only: a checkpoint is data (Lightning passes None, which torch < 2.6 read as a full unpickle).
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)

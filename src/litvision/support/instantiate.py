@@ -1,27 +1,24 @@
-"""Hydra instantiation with user-facing errors: a bad option becomes one line, not a traceback."""
+"""Building objects from configs, with user-facing errors: a bad option becomes one line, not a traceback."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from litvision.support.errors import LitvisionError, first_line
+from litvision.support.file_config import build_literal
 
 
-def build(config: DictConfig | dict, what: str, **kwargs: Any) -> Any:
-    """Instantiate ``config``; nested containers arrive as plain lists/dicts (checkpoint-safe)."""
-    try:
-        return instantiate(config, _convert_="all", **kwargs)
-    except InstantiationException as err:
-        cause = err.__cause__
-        if isinstance(cause, LitvisionError):
-            raise cause from None
-        detail = first_line(cause, limit=None, typed=True) if cause is not None else first_line(err, limit=None)
-        raise LitvisionError(f"invalid {what} config: {detail}") from None
+def build(config: DictConfig | Mapping, what: str, **kwargs: Any) -> Any:
+    """Build ``config`` as Hydra's ``instantiate`` would; nested containers arrive as plain lists/dicts.
+
+    A DictConfig (the user's config) has its interpolations resolved once, into a plain copy; the copy is
+    then built with its strings kept literally (:func:`~litvision.support.file_config.build_literal`), so a
+    value that holds ``${...}`` after resolving (a class folder's name) is never interpolated again, as
+    Hydra's ``instantiate`` would. Bad values are one :class:`LitvisionError` line.
+    """
+    return build_literal(plain(config), what, **kwargs)
 
 
 def build_each(group: DictConfig | None, what: str) -> list[Any]:

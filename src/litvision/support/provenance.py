@@ -23,6 +23,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from litvision.support import atomic
 from litvision.support.precision import CPUINFO
 from litvision.sweeps.records import read_json, write_json
 
@@ -84,7 +85,7 @@ def _save_config(cfg: DictConfig, path: Path) -> None:
         text = OmegaConf.to_yaml(cfg, resolve=True)
     except Exception:  # noqa: BLE001 - a resolver that needs what is gone (hydra:...): keep the raw form
         text = OmegaConf.to_yaml(cfg)
-    path.write_text(text)
+    atomic.write_text(path, text)
 
 
 def finish(run_dir: str | Path) -> dict[str, Any]:
@@ -162,8 +163,7 @@ def git_state(code_dir: Path, patch_path: Path) -> dict[str, Any]:
             state["error"] = f"git diff failed ({_reason(diff)})"
         else:
             try:
-                patch_path.parent.mkdir(parents=True, exist_ok=True)
-                patch_path.write_text(diff)
+                atomic.write_text(patch_path, diff)
                 state["patch"] = patch_path.name
             except OSError as err:
                 state["error"] = f"could not write {patch_path}: {err.strerror or err}"

@@ -7,8 +7,7 @@ import logging
 import lightning as L
 from omegaconf import DictConfig
 
-from litvision.classifier import ImageClassifier
-from litvision.models.pretrained import checkpoint_weights_follow
+from litvision.classifier import from_saved_config
 from litvision.support.checkpoint import read_checkpoint, saved_configs
 from litvision.support.instantiate import build, build_callbacks, build_each, plain, shows_progress_bar
 from litvision.support.precision import resolve_trainer_precision
@@ -24,8 +23,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
     data_config = {**data_config, **test_data_overrides(cfg.data)}
     datamodule = build(data_config, "data")
-    with checkpoint_weights_follow():  # a pretrained backbone's file is not needed: the checkpoint's weights follow
-        model = ImageClassifier(**model_config)
+    model = from_saved_config(model_config)
     loggers = build_each(cfg.get("logger"), "logger")
     resolve_trainer_precision(cfg.trainer)
     callbacks = build_callbacks(cfg)

@@ -9,7 +9,6 @@ runs the exported file (onnxruntime, torch.jit.load) and compares its outputs wi
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from litvision.data.normalization import Normalization
+from litvision.support import atomic
 from litvision.support.checkpoint import read_checkpoint, saved_configs
 from litvision.support.errors import LitvisionError, first_line
 from litvision.support.instantiate import build
@@ -39,31 +39,34 @@ def export(cfg: DictConfig) -> dict[str, float]:
         raise LitvisionError(f"format must be onnx or torchscript (got {fmt!r})")
     if fmt == "onnx":
         _require_onnx()
-    checkpoint = read_checkpoint(cfg.ckpt_path)
-    model, data_config = probability_model(checkpoint)
     ckpt_path = Path(cfg.ckpt_path).expanduser()
     output = Path(cfg.output).expanduser() if cfg.get("output") else ckpt_path.with_suffix(SUFFIXES[fmt])
-    output.parent.mkdir(parents=True, exist_ok=True)
+    refuse_overwriting(ckpt_path, output)
+    checkpoint = read_checkpoint(ckpt_path)
+    model, data_config = probability_model(checkpoint)
     channels, size = int(data_config["in_channels"]), int(data_config["image_size"])
     images, source = check_batch(data_config, channels, size, cfg.get("seed", 0))
     log.info("self-check batch: %s", source)
 
-    if fmt == "onnx":
-        _export_onnx(model, images, output, int(cfg.opset) if cfg.get("opset") else None)
-    else:
-        _export_torchscript(model, images, output)
-    expected = checkpoint_probabilities(checkpoint, images)
-    run = _onnx_runner(output) if fmt == "onnx" else _torchscript_runner(output)
-    # The whole batch and a single image: the batch dimension is dynamic in the file.
-    difference = max(
-        (run(images) - expected).abs().max().item(),
-        (run(images[:1]) - expected[:1]).abs().max().item(),
-    )
-    if not difference <= TOLERANCE:
-        raise LitvisionError(
-            f"the exported {fmt} model differs from the checkpoint by {difference:.2e} (> {TOLERANCE:g}); "
-            f"{output} was written but should not be used"
+    # Exported and checked under a temporary name: only a file that passed its self-check takes the output's
+    # name, so a failed export leaves a previous one in place.
+    with atomic.atomic_path(output) as written:
+        if fmt == "onnx":
+            _export_onnx(model, images, written, int(cfg.opset) if cfg.get("opset") else None)
+        else:
+            _export_torchscript(model, images, written)
+        expected = checkpoint_probabilities(checkpoint, images)
+        run = _onnx_runner(written) if fmt == "onnx" else _torchscript_runner(written)
+        # The whole batch and a single image: the batch dimension is dynamic in the file.
+        difference = max(
+            (run(images) - expected).abs().max().item(),
+            (run(images[:1]) - expected[:1]).abs().max().item(),
         )
+        if not difference <= TOLERANCE:
+            raise LitvisionError(
+                f"the exported {fmt} model differs from the checkpoint by {difference:.2e} (> {TOLERANCE:g}); "
+                f"nothing was written to {output}"
+            )
     meta = {
         "format": fmt,
         "file": output.name,
@@ -77,10 +80,24 @@ def export(cfg: DictConfig) -> dict[str, float]:
         "class_names": [str(name) for name in data_config["class_names"]],
         "resize": data_config.get("resize", "crop"),
     }
-    meta_path = output.with_name(output.name + ".json")  # last.onnx.json, last.pt.json: both can sit beside
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    meta_path = atomic.write_json(meta_json(output), meta, sort_keys=False)
     log.info("exported %s (largest difference from the checkpoint: %.1e), %s", output, difference, meta_path.name)
     return {"max_abs_diff": difference}
+
+
+def meta_json(output: Path) -> Path:
+    """The JSON beside an exported file: last.onnx.json, last.pt.json (both can sit beside one checkpoint)."""
+    return output.with_name(output.name + ".json")
+
+
+def refuse_overwriting(ckpt_path: Path, output: Path) -> None:
+    """An export of m.pt as TorchScript would be m.pt: the checkpoint it reads. Never write over the input."""
+    source = ckpt_path.resolve()
+    for target in (output, meta_json(output)):
+        if target.resolve() == source:
+            raise LitvisionError(
+                f"exporting to {target} would overwrite the checkpoint {ckpt_path}; pass output=<another file>"
+            )
 
 
 def checkpoint_probabilities(checkpoint: dict, images: torch.Tensor) -> torch.Tensor:
