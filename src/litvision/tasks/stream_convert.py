@@ -5,12 +5,13 @@ training would (a folder is decoded through its cache, a built-in dataset parsed
 split with ``litdata.optimize`` in worker processes: uint8 ``(C, H, W)`` images and int labels, so a
 streamed batch is the batch the source would give. ``<dir>/litvision.json`` records what the data
 config of ``data=streaming`` reads: class names, channels, size, the normalization statistics, the
-split sizes and the source.
+split sizes and the source. Each split's ``index.json`` is checked as ``data=streaming`` checks it
+(:func:`litvision.data.streaming_checks.check_index`), so a LitData that writes another format fails
+here, not at training time.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -21,6 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from litvision.data.mapped import MappedImages
 from litvision.data.streaming import INFO_FILE, SPLITS, import_litdata
+from litvision.data.streaming_checks import check_index
+from litvision.support.atomic import write_json
 from litvision.support.errors import LitvisionError
 from litvision.support.instantiate import build
 
@@ -76,6 +79,7 @@ def stream_convert(cfg: DictConfig) -> dict[str, float]:
                 chunk_bytes=str(cfg.chunk_bytes),
                 verbose=False,
             )
+            check_index(output / split, len(labels))
         sizes[split] = len(labels)
         log.info(
             "%s: %d examples written to %s in %.1f s", split, len(labels), output / split, time.perf_counter() - started
@@ -89,6 +93,6 @@ def stream_convert(cfg: DictConfig) -> dict[str, float]:
         "splits": sizes,
         "source": OmegaConf.to_container(cfg.data, resolve=True),
     }
-    (output / INFO_FILE).write_text(json.dumps(info, indent=1))
+    write_json(output / INFO_FILE, info, indent=1)
     log.info("train on it with: python scripts/train.py data=streaming data.data_dir=%s", output)
     return {f"{split}_examples": float(size) for split, size in sizes.items()}
