@@ -8,10 +8,15 @@ training loader skips the batches already done, and
 puts the random generators back where they were. A second Ctrl-C stops at once (Lightning's own
 handling; the checkpoint is then written where it stopped).
 
+A signal before training has started (while a folder is still being decoded, say) saves nothing: a
+checkpoint of untrained weights, with data statistics not yet computed, is nothing to resume from. The
+run says so in one line and exits as below.
+
 The run then leaves ``status.json`` with ``interrupted``, the signal and the checkpoint to resume
-from, logs the command that resumes it, and :func:`litvision.support.cli.run_task` exits with 128 + the
-signal number (130 for SIGINT, 143 for SIGTERM). Under DDP (several processes), the flag is left to
-Lightning: its SIGTERM handling stops every rank at the same batch and the checkpoint is saved there.
+from (none when it stopped before training), logs the command that resumes it, and
+:func:`litvision.support.cli.run_task` exits with 128 + the signal number (130 for SIGINT, 143 for
+SIGTERM). Under DDP (several processes), the flag is left to Lightning: its SIGTERM handling stops
+every rank at the same batch and the checkpoint is saved there.
 In a SLURM job, SIGTERM's checkpoint is ``<run dir>/hpc_ckpt_<n>.ckpt`` instead, the name Lightning
 resumes from by itself when the requeued job starts in the same run folder (docs/training.md).
 """
@@ -107,11 +112,13 @@ class Interruption(Callback):
         self.dirpath, self.run_dir, self.filename, self.command = Path(dirpath), Path(run_dir), filename, command
         self._requested: int | None = None
         self._previous: dict[int, Any] = {}
+        self._training = False  # from on_train_start of this fit on: there is a training state to save
 
     # -- signals ---------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
         # After Lightning registered its own SIGTERM handler (kept: it is chained below).
         self._requested = None
+        self._training = True
         if trainer.world_size > 1 or threading.current_thread() is not threading.main_thread():
             return
         for signum in _SIGNALS:
@@ -145,6 +152,9 @@ class Interruption(Callback):
         if self._requested is not None:  # arrived during the last validation: training is complete, stop here
             raise RunInterrupted(self._requested)
 
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._training = False  # the next fit of this trainer starts without a training state
+
     # -- stopping --------------------------------------------------------------------------------
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._restore_handlers()
@@ -152,7 +162,12 @@ class Interruption(Callback):
         if signum is None:
             return
         ckpt_path, command = None, None
-        if trainer.state.fn == TrainerFn.FITTING:
+        fitting = trainer.state.fn == TrainerFn.FITTING
+        # Before on_train_start (decoding the data, setting up, restoring) or before the first optimizer
+        # step, nothing was trained: the weights are the initial ones and the data statistics may not exist yet.
+        untrained = fitting and not (self._training and trainer.global_step > 0)
+        self._training = False
+        if fitting and not untrained:
             ckpt_path = str(self._checkpoint_path(trainer, signum).resolve())
             trainer.save_checkpoint(ckpt_path, weights_only=False)  # the whole state: optimizer, loops, callbacks
             command = self.resume_command(ckpt_path)
@@ -175,8 +190,10 @@ class Interruption(Callback):
             global_step=trainer.global_step,
         )
         name = signal.Signals(signum).name
-        if command:
-            then = "resume with" if trainer.state.fn == TrainerFn.FITTING else "training was complete; test it with"
+        if untrained:
+            print(f"{name}: stopped before training started; nothing was saved, nothing to resume", file=sys.stderr)
+        elif command:
+            then = "resume with" if fitting else "training was complete; test it with"
             print(
                 f"{name}: stopped at epoch {trainer.current_epoch}, step {trainer.global_step}; {then}:",
                 file=sys.stderr,

@@ -90,6 +90,7 @@ class FolderDataModule(ImageDataModule):
         )
         self.native_shape = (in_channels, image_size)  # what read_image produces
         self.given_stats = mean is not None and std is not None
+        self.stats_known = self.given_stats  # False while the normalization is the placeholder below
         kwargs.pop("val_size", None)  # the folder's split comes from the fractions (or val/)
         super().__init__(
             data_dir=data_dir,
@@ -212,6 +213,7 @@ class FolderDataModule(ImageDataModule):
     def _set_stats(self, stats: tuple[list[float], list[float]]) -> None:
         mean, std = stats
         self.normalization = Normalization(mean, std)
+        self.stats_known = True
         log.info("data mean %s, std %s (from the training split)", _rounded(mean), _rounded(std))
 
     # -- the statistics are data state: saved in every checkpoint -------------------------------
@@ -220,9 +222,11 @@ class FolderDataModule(ImageDataModule):
 
         Lightning saves it in each checkpoint under this class's name, and
         :func:`litvision.support.checkpoint.saved_configs` puts it into the data config that eval,
-        predict and export read, so they normalize as training did.
+        predict and export read, so they normalize as training did. Before :meth:`setup` has computed
+        them, the placeholder values are never saved: a checkpoint without them is not one a resume
+        or a prediction would normalize wrongly from.
         """
-        return {**super().state_dict(), **self.normalization.stats()}
+        return {**super().state_dict(), **(self.normalization.stats() if self.stats_known else {})}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Resuming or testing from a checkpoint: its statistics, not the ones the folder gives today.

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -125,6 +126,11 @@ def decode_into(
     file's memory map and write their chunk of rows into it, so no process holds more than a chunk
     in anonymous memory whatever the number of images. With one worker, or few files, this process
     decodes them itself. ``{position: message}`` of the files that are not readable images (left zero).
+
+    This process is in charge of stopping: the workers ignore SIGINT (Ctrl-C reaches the whole process
+    group), and when this process stops early (a signal, an error) they finish the file they are on and
+    take no more, so the caller can remove ``target`` at once. A worker that dies (killed, out of
+    memory) raises :class:`~concurrent.futures.process.BrokenProcessPool` here.
     """
     create_array(target, (len(paths), channels, size, size))
     chunk = max(1, min(DECODE_CHUNK, -(-len(paths) // max(1, workers))))
@@ -139,22 +145,36 @@ def decode_into(
         return failures
     # fork where the platform has it: the workers start at once, with litvision already imported.
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread) as pool:
+    stop = context.Event()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start, initargs=(stop,))
+    try:
         for done in pool.map(_decode_chunk, *zip(*tasks)):
             failures.update(done)
+    finally:
+        stop.set()  # stopped early: the chunks still queued return at once
+        pool.shutdown(wait=True, cancel_futures=True)
     return failures
 
 
-def _one_thread() -> None:
+_stop_requested = None  # in a decoding worker: the event the parent sets when it stops early
+
+
+def _worker_start(stop) -> None:
+    global _stop_requested
+    _stop_requested = stop
     # As DataLoader's workers do: a forked child must not enter the parent's OpenMP pool, which fork
     # leaves unusable (each worker is one decoding core anyway).
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, inherited through fork
 
 
 def _decode_chunk(target: Path, start: int, paths: list[str], channels: int, size: int, resize: str) -> dict[int, str]:
     images = open_array(target, writable=True)
     failures = {}
     for offset, path in enumerate(paths):
+        if _stop_requested is not None and _stop_requested.is_set():
+            break  # the parent stopped: what is written here is thrown away
         try:
             images[start + offset] = read_image_array(path, channels, size, resize)
         except DataError as err:
