@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
@@ -12,12 +10,16 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from litvision.callbacks.render import confusion_picture, save_png
 from litvision.callbacks.support import (
     add_picture,
+    class_keys,
     class_names,
     due_this_epoch,
     output_dir,
     step_logits,
     tensorboard_writer,
 )
+from litvision.support.atomic import write_json
+
+KEYS_FILE = "class_keys.json"
 
 
 class ConfusionMatrix(Callback):
@@ -25,13 +27,17 @@ class ConfusionMatrix(Callback):
 
     - ``val/confusion_matrix`` every ``every_n_epochs`` validation epochs (and the last) and
       ``test/confusion_matrix`` after test, as images in TensorBoard (class names on the axes);
-    - ``val_class_acc/<class>`` and ``test_class_acc/<class>`` scalars, logged with ``self.log`` so
-      every logger (CSV too) and ``callback_metrics`` get them;
+    - ``val_class_acc/<key>`` and ``test_class_acc/<key>`` scalars, logged with ``self.log_dict`` so
+      every logger (CSV too) and ``callback_metrics`` get them. The key is the class name, any script,
+      with ``/`` and whitespace made ``_`` and an index added where two names would meet
+      (:func:`~litvision.callbacks.support.class_keys`); when a key differs from its class name,
+      ``<dirpath>/class_keys.json`` lists each class's index, name and key;
     - ``<dirpath>/confusion_matrix.png`` when fit ends and again when test ends (test wins when both run),
-      with or without any logger.
+      with or without any logger. Beyond 50 classes the picture shows the 50 most confused.
 
     The logits are what ``validation_step``/``test_step`` return. The matrix is synced across ranks
-    by torchmetrics; only rank 0 draws and writes.
+    by torchmetrics (one all-reduce of the C x C counts); the per-class values come from it, equal on
+    every rank, so they need no all-reduce of their own. Only rank 0 draws and writes.
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class ConfusionMatrix(Callback):
         self._latest: tuple[np.ndarray, str, list[str]] | None = None  # (matrix, title, class names) for the PNG
         self._seen = False
         self._counting = False  # between an epoch's start and end; not in the sanity check
+        self._keys: tuple[list[str], list[str]] | None = None  # (class names, their keys)
 
     # -- hooks ---------------------------------------------------------------------------------
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -111,14 +118,7 @@ class ConfusionMatrix(Callback):
         matrix = self._metric.compute().cpu().numpy()  # a collective under DDP: every rank computes
         names = class_names(trainer, len(matrix))
         if self.per_class_accuracy:
-            totals = matrix.sum(axis=1)
-            for index, name in enumerate(names):
-                if totals[index]:
-                    # A slash would nest the tag; "T-shirt/top" becomes "T-shirt_top".
-                    tag = f"{stage}_class_acc/{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}"
-                    pl_module.log(
-                        tag, float(matrix[index, index] / totals[index]), on_step=False, on_epoch=True, sync_dist=True
-                    )  # equal on every rank already; this only quiets the DDP hint
+            self._log_per_class(trainer, pl_module, stage, matrix, names)
         accuracy = np.trace(matrix) / max(matrix.sum(), 1)
         self._latest = (matrix, f"{title} (accuracy {accuracy:.2%})", names)
         writer = tensorboard_writer(trainer)
@@ -129,6 +129,23 @@ class ConfusionMatrix(Callback):
                 confusion_picture(matrix, names, self._latest[1]),
                 trainer.global_step,
             )
+
+    def _log_per_class(self, trainer, pl_module, stage: str, matrix: np.ndarray, names: list[str]) -> None:
+        totals = matrix.sum(axis=1)
+        accuracies = np.diagonal(matrix) / np.maximum(totals, 1)
+        keys = self._class_keys(trainer, names)
+        values = {f"{stage}_class_acc/{keys[i]}": float(accuracies[i]) for i in np.flatnonzero(totals)}
+        # Equal on every rank (the matrix was synced): rank_zero_only makes Lightning's per-value sync a
+        # no-op, so no all-reduce per class; sync_dist=True only quiets its DDP hint.
+        pl_module.log_dict(values, on_step=False, on_epoch=True, sync_dist=True, rank_zero_only=True)
+
+    def _class_keys(self, trainer: Trainer, names: list[str]) -> list[str]:
+        if self._keys is None or self._keys[0] != names:
+            self._keys = (names, class_keys(names))
+            if trainer.is_global_zero and self._keys[1] != [str(name) for name in names]:
+                table = [{"index": i, "name": name, "key": key} for i, (name, key) in enumerate(zip(*self._keys))]
+                write_json(output_dir(self.dirpath, trainer) / KEYS_FILE, {"classes": table}, ensure_ascii=False)
+        return self._keys[1]
 
     @rank_zero_only
     def _write_png(self, trainer: Trainer) -> None:

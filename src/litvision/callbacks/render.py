@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,9 +22,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
+from litvision.support.atomic import atomic_open
+
 RIGHT, WRONG = "#1a9850", "#d73027"  # caption colours: green for a right prediction, red for a mistake
 _RGB_WRONG = np.array([0xD7, 0x30, 0x27], dtype=np.uint8)
 _CAPTION_PX, _TITLE_PX = 11, 13
+# The confusion picture's bounds: classes drawn, characters of a class name, and so pixels a side.
+MAX_DRAWN_CLASSES, MAX_NAME_CHARS, MAX_SIDE_PX = 50, 32, 1800
 
 
 def image_grid(
@@ -96,15 +98,24 @@ def confusion_picture(matrix: np.ndarray, class_names: Sequence[str], title: str
     """Counts with true classes as rows, as an (H, W, 3) uint8 picture drawn with Pillow.
 
     Colours are row-normalized (matplotlib's "Blues"), so rare classes read as well as common ones;
-    the counts are written in the cells up to 30 classes. Drawn during training (every few validation
-    epochs), so with Pillow rather than matplotlib, like the image grids.
+    the counts are written in the cells up to 30 classes. Beyond ``MAX_DRAWN_CLASSES`` only the
+    classes with the most mistakes (missed plus wrongly predicted) are drawn, their colours still
+    shares of each true class's images, so the picture stays under ``MAX_SIDE_PX`` pixels a side
+    whatever the number of classes (names are cut at ``MAX_NAME_CHARS``). Drawn during training
+    (every few validation epochs), so with Pillow rather than matplotlib, like the image grids.
     """
+    matrix = np.asarray(matrix)
+    totals = matrix.sum(axis=1)
+    shown = most_confused(matrix, MAX_DRAWN_CLASSES)
+    if len(shown) < len(matrix):
+        title = f"{title}: the {len(shown)} most confused of {len(matrix)} classes"
+        matrix = matrix[np.ix_(shown, shown)]
     count = len(matrix)
-    rows = matrix.sum(axis=1, keepdims=True)
+    rows = totals[shown][:, None]
     shares = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
     cell = 40 if count <= 30 else max(4, 1200 // count)
     label_font, number_font, title_font = _font(12), _font(11), _font(_TITLE_PX)
-    names = [str(name) for name in class_names]
+    names = [_shortened(str(class_names[index])) for index in shown]
     left_w = max(_text_size(name, label_font)[0] for name in names) + 30  # row names, and "true" turned upright
     diagonal = max(sum(_text_size(name, label_font)) for name in names) * 0.7072  # a 45-degree name's height
     top, bottom_h = _TITLE_PX + 16, int(diagonal) + 34
@@ -133,6 +144,22 @@ def confusion_picture(matrix: np.ndarray, class_names: Sequence[str], title: str
     canvas.paste(upright, (4, int(top + count * cell / 2 - upright.height / 2)), upright)
     draw.text((width / 2, 6), title, font=title_font, fill="black", anchor="ma")
     return np.asarray(canvas)
+
+
+def most_confused(matrix: np.ndarray, limit: int) -> np.ndarray:
+    """The indices of all classes when there are at most ``limit``, else of the ``limit`` classes with the
+    most mistakes (images of the class predicted as another, plus images predicted as it wrongly), in
+    class order; ties go to the lower index."""
+    count = len(matrix)
+    if count <= limit:
+        return np.arange(count)
+    diagonal = np.diagonal(matrix)
+    mistakes = matrix.sum(axis=1) + matrix.sum(axis=0) - 2 * diagonal
+    return np.sort(np.argsort(-mistakes, kind="stable")[:limit])
+
+
+def _shortened(name: str) -> str:
+    return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 1] + "\u2026"
 
 
 def _text_size(text: str, font: ImageFont.FreeTypeFont) -> tuple[int, int]:
@@ -198,20 +225,12 @@ def curves_figure(runs: Mapping[str, Mapping[str, Curve]], title: str | None = N
 
 
 def save_png(picture: Figure | np.ndarray, path: str | Path) -> Path:
-    """Write a figure or an (H, W, 3) uint8 picture to ``path`` through a temporary file, so an
-    interrupted write never leaves half a PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, scratch = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            if isinstance(picture, np.ndarray):
-                Image.fromarray(picture).save(stream, format="png")
-            else:
-                FigureCanvasAgg(picture)
-                picture.savefig(stream, format="png")
-        os.replace(scratch, path)
-    except BaseException:
-        Path(scratch).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a figure or an (H, W, 3) uint8 picture to ``path`` atomically (:mod:`litvision.support.atomic`),
+    so an interrupted write never leaves half a PNG."""
+    with atomic_open(path, "wb") as stream:
+        if isinstance(picture, np.ndarray):
+            Image.fromarray(picture).save(stream, format="png")
+        else:
+            FigureCanvasAgg(picture)
+            picture.savefig(stream, format="png")
+    return Path(path)

@@ -2,10 +2,14 @@
 
 ``RunReport`` keeps what only the live run knows and writes it beside ``metrics.json``:
 
-- ``test_predictions.npz``: the test split's softmax probabilities, labels and indices (collected from
-  the logits ``test_step`` returns, like the confusion matrix), and the ``num_highest_loss`` test images
-  with the highest loss as uint8 pictures. Saving the predictions rather than rerunning the checkpoint
-  lets ``scripts/report.py`` rebuild the page in a second, without the data, the model or a GPU.
+- ``test_predictions.npz``: the test split's predictions, labels and indices (collected from the
+  logits ``test_step`` returns, like the confusion matrix), and the ``num_highest_loss`` test images
+  with the highest loss as uint8 pictures. Up to ``top_k`` classes the whole softmax is kept
+  (``probabilities``, N x C float32); beyond, each image keeps only its ``top_k`` most likely classes
+  and their probabilities (float16) and the probability of its true class, so the file and the
+  memory behind it grow with N x top_k, not N x C (1,000 classes and a million test images are tens
+  of MB, not 4 GB). Saving the predictions rather than rerunning the checkpoint lets
+  ``scripts/report.py`` rebuild the page in a second, without the data, the model or a GPU.
 - ``report_data.json``: the learning curves (the :class:`LearningCurves` callback's record, epochs
   counted from 1), the checkpoint's monitored metric, the model summary (parameters, MACs), timing and
   the data audit.
@@ -29,6 +33,7 @@ from lightning import Callback, LightningModule, Trainer
 from litvision.callbacks.figures import LearningCurves
 from litvision.callbacks.support import class_names, displayable, output_dir, step_logits, tensorboard_writer
 from litvision.report.run_page import DATA_FILE, PREDICTIONS_FILE, REPORT_FILE, write_run_page
+from litvision.support.atomic import atomic_open
 from litvision.support.provenance import PROVENANCE_FILE, as_text
 from litvision.sweeps.records import read_json, write_json
 from litvision.tasks.model_summary import format_summary, profile, totals
@@ -39,10 +44,13 @@ log = logging.getLogger(__name__)
 class RunReport(Callback):
     """Collects the test predictions, curves, model summary, timing and audit a run's ``report.html`` shows."""
 
-    def __init__(self, dirpath: str | None = None, num_highest_loss: int = 16, calibration_bins: int = 15):
-        if num_highest_loss < 0 or calibration_bins < 1:
-            raise ValueError("num_highest_loss must be >= 0 and calibration_bins >= 1")
+    def __init__(
+        self, dirpath: str | None = None, num_highest_loss: int = 16, calibration_bins: int = 15, top_k: int = 10
+    ):
+        if num_highest_loss < 0 or calibration_bins < 1 or top_k < 1:
+            raise ValueError("num_highest_loss must be >= 0, calibration_bins and top_k >= 1")
         self.dirpath, self.num_highest_loss, self.calibration_bins = dirpath, num_highest_loss, calibration_bins
+        self.top_k = top_k
         self.summary: dict = {}
         self.timing: dict = {}
         self._fit_started = 0.0
@@ -76,9 +84,8 @@ class RunReport(Callback):
 
     # -- test ----------------------------------------------------------------------------------
     def _reset_test(self) -> None:
-        self._probabilities: list[torch.Tensor] = []
-        self._labels: list[torch.Tensor] = []
-        self._seen = 0
+        self._parts: list[dict[str, torch.Tensor]] = []  # each batch's compact predictions, on the CPU
+        self._seen = self._num_classes = 0
         self._top: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None  # (losses, indices, images)
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -93,9 +100,8 @@ class RunReport(Callback):
         # Unshuffled test batches: this rank's k-th example is example rank + k * world_size of the split.
         count = len(labels)
         indices = trainer.global_rank + trainer.world_size * torch.arange(self._seen, self._seen + count)
-        self._seen += count
-        self._probabilities.append(probabilities.cpu())
-        self._labels.append(labels.cpu())
+        self._seen, self._num_classes = self._seen + count, probabilities.shape[1]
+        self._parts.append({**compact(probabilities, labels, self.top_k), "labels": labels.cpu()})
         if self.num_highest_loss:
             self._keep_highest_loss(trainer, batch[0], probabilities, labels, indices)
 
@@ -109,34 +115,32 @@ class RunReport(Callback):
         self._top = _best(candidates, self.num_highest_loss)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._probabilities:
+        if not self._parts:
             return
-        probabilities, labels = torch.cat(self._probabilities), torch.cat(self._labels)
-        indices = trainer.global_rank + trainer.world_size * torch.arange(len(labels))
-        parts = [(probabilities.numpy(), labels.numpy(), indices.numpy(), self._top)]
+        arrays = {key: torch.cat([part[key] for part in self._parts]).numpy() for key in self._parts[0]}
+        self._parts = []
+        arrays["indices"] = trainer.global_rank + trainer.world_size * np.arange(len(arrays["labels"]))
+        parts = [(arrays, self._top)]
         if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
             gathered = [None] * trainer.world_size
             dist.all_gather_object(gathered, parts[0])
             parts = gathered
         if not trainer.is_global_zero:
             return
-        probabilities = np.concatenate([p[0] for p in parts])
-        labels, indices = np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
-        # A distributed sampler pads the last shard with repeats: each index once, in split order.
-        indices, first = np.unique(indices, return_index=True)
-        probabilities, labels = probabilities[first], labels[first]
-        payload = {"probabilities": probabilities.astype(np.float32), "labels": labels, "indices": indices}
-        tops = [p[3] for p in parts if p[3] is not None]
+        payload = {key: np.concatenate([p[0][key] for p in parts]) for key in arrays}
+        if len(parts) > 1:
+            # A distributed sampler pads the last shard with repeats: each index once, in split order.
+            _, first = np.unique(payload["indices"], return_index=True)
+            payload = {key: value[first] for key, value in payload.items()}
+        tops = [p[1] for p in parts if p[1] is not None]
         if tops:
             top = tops[0]
             for other in tops[1:]:
                 top = _best(_merge(top, other), self.num_highest_loss)
             payload.update(top_losses=top[0].numpy(), top_indices=top[1].numpy(), top_images=top[2])
-        names = class_names(trainer, probabilities.shape[1])
-        payload["class_names"] = np.array(names)
-        path = output_dir(self.dirpath, trainer) / PREDICTIONS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **payload)
+        payload["class_names"] = np.array(class_names(trainer, self._num_classes))
+        with atomic_open(output_dir(self.dirpath, trainer) / PREDICTIONS_FILE, "wb") as stream:
+            np.savez_compressed(stream, **payload)
 
     # -- the files -----------------------------------------------------------------------------
     def save(self, trainer: Trainer) -> Path:
@@ -182,6 +186,22 @@ def write_run_report(trainer: Trainer) -> Path | None:
             "could not write %s (%s: %s); rebuild it with scripts/report.py", REPORT_FILE, type(err).__name__, err
         )
         return None
+
+
+def compact(probabilities: torch.Tensor, labels: torch.Tensor, top_k: int) -> dict[str, torch.Tensor]:
+    """What ``test_predictions.npz`` keeps of a batch's softmax, on the CPU: all of it (float32) up to
+    ``top_k`` classes, else the ``top_k`` most likely classes, highest first, with their probabilities
+    (float16: the page shows two digits) and the probability of the true class (float32: its log is the
+    loss). Taken on the batch's device: with many classes no N x C copy ever reaches the host."""
+    num_classes = probabilities.shape[1]
+    if num_classes <= top_k:
+        return {"probabilities": probabilities.cpu()}
+    values, classes = probabilities.topk(top_k, dim=1)
+    return {
+        "top_classes": classes.to(torch.int16 if num_classes <= torch.iinfo(torch.int16).max else torch.int32).cpu(),
+        "top_probabilities": values.half().cpu(),
+        "true_probability": probabilities.gather(1, labels[:, None]).squeeze(1).cpu(),
+    }
 
 
 def _model_summary(pl_module: LightningModule, datamodule) -> dict:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,45 @@ def class_names(trainer: Trainer, num_classes: int) -> list[str]:
     """The datamodule's class names, or the class numbers when it has none (or not as many as the logits)."""
     names = list(getattr(trainer.datamodule, "class_names", None) or [])
     return names if len(names) == num_classes else [str(index) for index in range(num_classes)]
+
+
+def class_keys(names: Sequence[str]) -> list[str]:
+    """A logging key per class (``val_class_acc/<key>``), readable and unique: the name as it is, any script.
+
+    Only what would change the key's meaning is replaced by ``_``: ``/`` (it nests TensorBoard tags),
+    ``\\``, whitespace and invisible characters (control, format, unassigned). Names that still meet on
+    one key (``a b`` and ``a_b``) are told apart by the class index (``a_b#2``), except a name that is
+    its key already: it keeps it. No two classes ever share a key, so no value is a mean of two classes.
+    """
+    bases = [_readable(str(name)) for name in names]
+    counts = Counter(bases)
+    keys: list[str | None] = [base if counts[base] == 1 else None for base in bases]
+    taken = {key for key in keys if key is not None}
+    for index, (name, base) in enumerate(zip(names, bases)):
+        if keys[index] is None and str(name) == base and base not in taken:
+            keys[index] = base  # the first class named exactly like the key keeps it
+            taken.add(base)
+    for index, base in enumerate(bases):
+        if keys[index] is None:
+            key = f"{base}#{index}"
+            while key in taken:  # a class may be named "a_b#1" itself
+                key = f"{key}#{index}"
+            keys[index] = key
+            taken.add(key)
+    return keys  # type: ignore[return-value]
+
+
+def _readable(name: str) -> str:
+    """The name with each run of ``/``, ``\\``, whitespace or invisible characters turned into one ``_``."""
+    kept = (
+        "_" if replaced else "".join(run)
+        for replaced, run in itertools.groupby(unicodedata.normalize("NFC", name), key=_replaced)
+    )
+    return "".join(kept) or "_"
+
+
+def _replaced(character: str) -> bool:
+    return character in "/\\" or character.isspace() or unicodedata.category(character)[0] in "CZ"
 
 
 def displayable(trainer: Trainer, images: torch.Tensor) -> np.ndarray:

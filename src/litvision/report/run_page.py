@@ -18,6 +18,7 @@ import numpy as np
 from litvision.callbacks.render import confusion_picture, curves_figure, image_grid
 from litvision.report import analysis
 from litvision.report.html import image, note, page, table
+from litvision.support.atomic import write_text
 from litvision.support.errors import LitvisionError, first_line
 from litvision.support.provenance import PATCH_FILE, PROVENANCE_FILE
 from litvision.sweeps.records import METRICS_FILE, STATUS_FILE, read_json
@@ -30,12 +31,9 @@ CONFIG_FILES = ("resolved_config.yaml", ".hydra/config.yaml")  # the second is H
 
 
 def write_run_page(run_dir: str | Path) -> Path:
+    """Write ``report.html`` atomically: a unique temporary name per writer, so two never mix their pages."""
     run_dir = Path(run_dir)
-    path = run_dir / REPORT_FILE
-    partial = path.with_name(f".{path.name}.tmp")
-    partial.write_text(run_page(run_dir), encoding="utf-8")
-    partial.replace(path)
-    return path
+    return write_text(run_dir / REPORT_FILE, run_page(run_dir))
 
 
 def run_page(run_dir: Path) -> str:
