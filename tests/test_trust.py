@@ -245,3 +245,12 @@ def test_export_refuses_to_write_over_its_input_checkpoint(output, saved, tmp_pa
     assert_one_error_line(result, "would overwrite", str(ckpt))
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == before
     assert not json_twin.exists()
+
+
+def test_a_run_that_trains_no_step_is_an_error_not_a_result(tiny_data_dir, tmp_path):
+    """An epoch without a batch would test the untrained net and report its accuracy as the run's."""
+    from conftest import tiny_mlp_args
+
+    result = run_main("train.py", *tiny_mlp_args(tiny_data_dir, tmp_path), "trainer.limit_train_batches=0", check=False)
+    assert_one_error_line(result, "training took no step")
+    assert not list(tmp_path.rglob("metrics.json"))

@@ -53,9 +53,16 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
         stopped = find_stop(err)
         if stopped is not None:
             sys.exit(stopped.exit_code)
-        if isinstance(err, KeyboardInterrupt):  # outside training: nothing was saved, nothing to resume
-            print("interrupted (SIGINT) before training started or after it ended; nothing to resume", file=sys.stderr)
-            sys.exit(128 + signal.SIGINT)
+        # Outside training (a folder still decoding, a conversion): nothing was saved, nothing to resume.
+        # Lightning's SIGTERMException is what the decode cache raises for SIGTERM.
+        for kind, signum in ((KeyboardInterrupt, signal.SIGINT), (SystemExit, signal.SIGTERM)):
+            if isinstance(err, kind) and (kind is KeyboardInterrupt or type(err).__name__ == "SIGTERMException"):
+                name = signal.Signals(signum).name
+                print(
+                    f"interrupted ({name}) before training started or after it ended; nothing to resume",
+                    file=sys.stderr,
+                )
+                sys.exit(128 + signum)
         from lightning.fabric.utilities.exceptions import MisconfigurationException
 
         from litvision.support.ddp import collective_failure

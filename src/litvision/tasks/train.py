@@ -12,6 +12,7 @@ from litvision.callbacks.report import write_run_report
 from litvision.models.pretrained import apply_weights_preprocessing
 from litvision.support import provenance
 from litvision.support.checkpoint import check_resumable, check_same_data, check_training_left, read_checkpoint
+from litvision.support.errors import LitvisionError
 from litvision.support.instantiate import build, build_callbacks, build_each, plain, shows_progress_bar
 from litvision.support.options import check_trainer_options
 from litvision.support.precision import resolve_trainer_precision
@@ -51,6 +52,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if trainer.global_step == 0 and not trainer.interrupted:
+        # A data module whose epoch has no batch (a split smaller than one batch with drop_last, say): the run
+        # would test an untrained net and report it as a result.
+        raise LitvisionError(
+            f"training took no step (trainer.num_training_batches={trainer.num_training_batches}): "
+            f"the training split gives no batch; check data.batch_size and the split's size"
+        )
     metrics = scalars(trainer.callback_metrics)
 
     if cfg.get("test"):
