@@ -318,3 +318,22 @@ def test_hostile_saved_predictions_are_one_line_and_keep_the_page(tmp_path):
         with pytest.raises(LitvisionError, match=message) as caught:
             write_run_page(tmp_path)
         assert "\n" not in str(caught.value) and page.read_text() == before
+
+
+def test_a_zip_bomb_in_place_of_the_saved_predictions_is_refused_before_it_inflates(tmp_path):
+    import zipfile
+
+    from litvision.report.analysis import Predictions
+
+    path = tmp_path / "test_predictions.npz"
+    count = 80 * 2**20  # 80 MB of zeros: under 100 KB compressed
+    header = {"descr": "|u1", "fortran_order": False, "shape": (count,)}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("labels.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            chunk = bytes(2**20)
+            for _ in range(count // len(chunk)):
+                member.write(chunk)
+    assert path.stat().st_size < 2**20
+    with pytest.raises(ValueError, match="labels.npy would inflate"):
+        Predictions.load(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,7 @@ class Predictions:
     def load(cls, path) -> Predictions:
         """The saved predictions, checked as untrusted input: a file that does not hold what the callback
         writes is a ``ValueError`` naming the array, never an index error deep in the page."""
+        _refuse_bombs(path)
         with np.load(path, allow_pickle=False) as saved:
             fields = {key: saved[key] for key in _SAVED if key in saved.files}
         missing = [key for key in ("labels", "indices", "class_names") if key not in fields]
@@ -125,6 +127,21 @@ _SAVED = (
     "top_probabilities",
     "true_probability",
 )
+
+
+# A member that inflates past this size and this ratio is a zip bomb, not saved predictions: float16/32
+# probabilities compress a few times at most (only a long run of equal bytes compresses 1000-fold).
+_BOMB_BYTES, _BOMB_RATIO = 64 * 2**20, 200
+
+
+def _refuse_bombs(path) -> None:
+    """ValueError for an npz member that would inflate far past its compressed size (checked before reading)."""
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            if member.file_size > _BOMB_BYTES and member.file_size > _BOMB_RATIO * max(member.compress_size, 1):
+                raise ValueError(
+                    f"{member.filename} would inflate from {member.compress_size} to {member.file_size} bytes"
+                )
 
 
 def _expect(condition, message: str) -> None:
