@@ -3,7 +3,8 @@
 A run's folder (it holds metrics.json or report_data.json) gets <run dir>/report.html, rebuilt from the
 files the run saved (test_predictions.npz, report_data.json, provenance.json, resolved_config.yaml): no
 model, data or GPU needed. A sweep's folder (logs/train/multiruns/<time>, an Optuna study's folder) gets
-<sweep dir>/report.html: the runs' table, every run's val/acc curve, and links to each run's report.
+<sweep dir>/report.html: the runs' table, every run's val/acc curve, and links to each run's report; a
+run whose files cannot be read is listed as unreadable, with the file and why.
 Training writes the run's page itself (callbacks.report); see docs/report.md.
 """
 
@@ -38,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
             from litvision.report.sweep_page import write_sweep_page
             from litvision.sweeps.results_table import read_runs
 
-            if not read_runs(folder):
+            try:
+                found = read_runs(folder)
+            except OSError as err:
+                return _fail(f"cannot read {folder}: {err.strerror or err}")
+            if not found:
                 return _fail(f"{folder} holds no run (no metrics.json, status.json or .hydra/overrides.yaml)")
             written = write_sweep_page(folder, args.metric, args.ascending)
     except OSError as err:

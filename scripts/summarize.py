@@ -4,6 +4,7 @@ Prints a markdown table (the overrides that differ between runs, val/acc_best, t
 time and status: ok, failed or pruned), best first, then mean ± std over seeds and k-fold folds
 (data.fold) for configurations that ran with several, and writes the same rows to <sweep dir>/summary.csv.
 Works on Optuna searches too (logs/train/optuna/<study>), where the order follows the study's direction.
+A run whose files cannot be read (or are not litvision's) is listed as unreadable, with the file and why.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from litvision.sweeps.records import UnreadableFile, read_run_file
 from litvision.sweeps.results_table import markdown, read_runs, write_csv
 
 SHOWN = ["val/acc_best", "test/acc"]
@@ -41,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    runs = read_runs(args.sweep_dir)
+    try:
+        runs = read_runs(args.sweep_dir)
+    except OSError as err:
+        print(f"error: cannot read {args.sweep_dir}: {err.strerror or err}", file=sys.stderr)
+        return 2
     if not runs:
         print(
             f"error: no runs in {args.sweep_dir} (a run is a folder with .hydra/overrides.yaml, status.json "
@@ -49,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    sweep = _sweep_config(args.sweep_dir)
-    metric = args.metric or sweep.get("optimized_metric") or SHOWN[0]
-    ascending = args.ascending or (sweep.get("hydra", {}).get("sweeper", {}).get("direction") == "minimize")
+    optimized_metric, direction = _sweep_config(args.sweep_dir)
+    metric = args.metric or optimized_metric or SHOWN[0]
+    ascending = args.ascending or direction == "minimize"
     shown = SHOWN if metric in SHOWN else [metric, *SHOWN]
 
     print(markdown(runs, shown, metric, ascending))
@@ -65,13 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _sweep_config(sweep_dir: Path) -> dict:
-    """The sweep's multirun.yaml (unresolved is enough for two plain keys), or {}."""
+def _sweep_config(sweep_dir: Path) -> tuple[str | None, str | None]:
+    """The sweep's optimized_metric and hydra.sweeper.direction from its multirun.yaml, read as plain YAML
+    (nothing resolved); None for what it lacks or does not hold as a string."""
     try:
-        loaded = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
+        loaded = yaml.safe_load(read_run_file(sweep_dir / "multirun.yaml") or "")
+    except (UnreadableFile, yaml.YAMLError, RecursionError):
+        return None, None
+    metric = loaded.get("optimized_metric") if isinstance(loaded, dict) else None
+    sweeper = loaded.get("hydra") if isinstance(loaded, dict) else None
+    sweeper = sweeper.get("sweeper") if isinstance(sweeper, dict) else None
+    direction = sweeper.get("direction") if isinstance(sweeper, dict) else None
+    return (metric if isinstance(metric, str) else None), (direction if isinstance(direction, str) else None)
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def test_sweep_page_compares_the_runs_and_links_their_reports(tmp_path):
     page = write_sweep_page(tmp_path).read_text()
     rows = re.findall(r"<tr>(.*?)</tr>", page.split('<table id="runs">')[1].split("</table>")[0])[1:]
     assert ">0.00123<" in rows[0] and ">70.00%<" in rows[0] and ">0.01<" in rows[1]  # best first, lr 3 digits
-    assert 'href="0/report.html"' in page and 'href="1/report.html"' in page
+    assert 'href="./0/report.html"' in page and 'href="./1/report.html"' in page
     assert page.count("<img") == 1
 
 

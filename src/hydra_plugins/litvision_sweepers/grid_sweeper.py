@@ -21,6 +21,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from litvision.support import atomic
 from litvision.sweeps.outcome import SweepFailed, job_outcome, report
 from litvision.sweeps.records import OK
 
@@ -45,7 +46,7 @@ class GridSweeper(BasicSweeper):
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        atomic.write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
 
         returns, outcomes, first_job = [], [], 0
         while not self.is_done():

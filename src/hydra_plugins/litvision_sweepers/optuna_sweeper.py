@@ -6,6 +6,10 @@ overrides, and told back: COMPLETE with the job's return value (``cfg.optimized_
 litvision), PRUNED when the job's OptunaPruning callback stopped it, FAIL when it raised; the study
 goes on either way. With a storage (a file path means SQLite) the same command resumes: finished
 trials count toward ``n_trials``, and trials an interrupted search left RUNNING are marked failed.
+Several searches (workers) can run on one study at once, here or on other machines sharing a
+database: ``n_trials`` is the study's, each trial runs once, and a worker fails only its own trials or
+those of a worker that is gone (:mod:`litvision.sweeps.workers`). Workers started at the same moment
+with the same sampler seed draw the same first values: give each its own seed, or none.
 """
 
 # No "from __future__ import annotations": Hydra execs plugin modules before registering them in
@@ -18,17 +22,31 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from litvision.support import atomic
 from litvision.support.errors import first_line
 from litvision.sweeps.outcome import SweepFailed, job_outcome, report
 from litvision.sweeps.records import FAILED, OK, PRUNED, PRUNING_OVERRIDE, write_status
 from litvision.sweeps.search_space import SearchSpaceError, parse_search_space, value_string
+from litvision.sweeps.workers import (
+    SURPLUS_ATTR,
+    WORKER_ATTR,
+    budget_trials,
+    open_storage,
+    parse_reclaim,
+    stale_trials,
+    storage_lock,
+    storage_url,
+    this_worker,
+    within_budget,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +69,9 @@ class OptunaSweeperConf:
     pruner: Any = None  # e.g. {_target_: optuna.pruners.MedianPruner}; null: no pruning
     prune_on: str = "val/acc"  # the per-epoch metric the pruner sees
     params: dict[str, Any] | None = None  # override key -> sweep, e.g. tag(log, interval(1e-4, 1e-2))
+    # RUNNING trials to mark failed although no worker on this host is seen to be gone (a worker on another
+    # machine that died): a list of trial numbers, or all. A trial whose worker runs here is never taken.
+    reclaim: Any = None
 
 
 ConfigStore.instance().store(
@@ -72,15 +93,6 @@ def _require_optuna() -> None:
         sys.exit(2)
 
 
-def storage_url(storage: str | None) -> str | None:
-    """A database URL as is; a file path becomes a SQLite URL (its folder is created)."""
-    if storage is None or "://" in storage:
-        return storage
-    path = Path(storage).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
-
-
 class OptunaSweeper(Sweeper):
     def __init__(
         self,
@@ -93,6 +105,7 @@ class OptunaSweeper(Sweeper):
         pruner: Any,
         prune_on: str,
         params: DictConfig | None,
+        reclaim: Any = None,
     ) -> None:
         _require_optuna()
         direction = getattr(direction, "value", direction)  # the structured config has already checked it
@@ -106,6 +119,7 @@ class OptunaSweeper(Sweeper):
                 "pruning needs a study the jobs can reach: set hydra.sweeper.storage (or hydra.sweeper.pruner=null)"
             )
         self.params = _plain(params) or {}
+        self.reclaim = _plain(reclaim)  # checked in sweep(), where a bad value is one line
         self.exhausted = False  # set when the sampler has tried its whole (grid) space
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -123,44 +137,69 @@ class OptunaSweeper(Sweeper):
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         space = parse_search_space(self.params, arguments, self.hydra_context.config_loader)
+        parse_reclaim(self.reclaim)
         # One composition with a value from each range: a key the config lacks fails now, before any trial.
         self.validate_batch_is_legal([space.overrides(space.example())])
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        atomic.write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
 
-        study = optuna.create_study(
-            study_name=self.study_name, storage=self.storage, direction=self.direction, load_if_exists=True
-        )
+        with storage_lock(self.storage):  # another worker may be creating the same SQLite file
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=open_storage(self.storage),
+                direction=self.direction,
+                load_if_exists=True,
+            )
         if study.direction.name.lower() != self.direction:
             raise SearchSpaceError(
                 f"study '{self.study_name}' in {self.storage} was created to "
                 f"{study.direction.name.lower()}; pick another hydra.sweeper.study_name"
             )
-        self._fail_interrupted(study, sweep_dir)
+        self._reclaim_stale(study, sweep_dir)
         study.sampler = self._sampler(len(study.trials))
-        finished_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        finished = len(study.get_trials(deepcopy=False, states=finished_states))
+        finished = sum(trial.state != TrialState.RUNNING for trial in budget_trials(study))
         if finished:
             log.info("study '%s': %d of %d trials already finished", self.study_name, finished, self.n_trials)
 
         outcomes, self.exhausted = [], False
-        while finished < self.n_trials and not self.exhausted:
-            trials = [study.ask(space.distributions()) for _ in range(min(self.n_jobs, self.n_trials - finished))]
+        while not self.exhausted:
+            trials = self._ask(study, space)
+            if not trials:
+                break
             try:
                 outcomes += self._run(study, trials, space)
             except BaseException:
                 for trial in trials:  # Ctrl-C or a config error: these trials will not come back
                     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 raise
-            finished += len(trials)
 
+        elsewhere = [t.number for t in budget_trials(study) if t.state == TrialState.RUNNING]
+        if elsewhere:
+            log.info("trials %s still run in other workers of study '%s'", elsewhere, self.study_name)
         self._write_results(study, sweep_dir)
         if outcomes and all(outcome.status == FAILED for outcome in outcomes):
             raise SweepFailed("every trial failed; " + report(outcomes, str(sweep_dir), hidden=[PRUNING_OVERRIDE]))
         if outcomes:
             log.info(report(outcomes, str(sweep_dir), hidden=[PRUNING_OVERRIDE]))
         return outcomes
+
+    def _ask(self, study, space) -> list:
+        """Up to n_jobs new trials, as many as the study's n_trials leave; each records this worker."""
+        from optuna.trial import TrialState
+
+        trials = []
+        with storage_lock(self.storage):  # workers on one SQLite file ask in turn: none asks past n_trials
+            for _ in range(min(self.n_jobs, self.n_trials - len(budget_trials(study)))):
+                trial = study.ask(space.distributions())
+                trial.set_user_attr(WORKER_ATTR, this_worker())
+                if not within_budget(study, trial.number, self.n_trials):  # a database server's workers asked at once
+                    trial.set_user_attr(SURPLUS_ATTR, True)
+                    self._tell(study, trial, state=TrialState.FAIL)
+                    log.info("trial %d: the study's %d trials are taken by other workers", trial.number, self.n_trials)
+                    break
+                trials.append(trial)
+        return trials
 
     def _run(self, study, trials, space) -> list:
         from optuna.trial import TrialState
@@ -173,8 +212,13 @@ class OptunaSweeper(Sweeper):
                 overrides = [*overrides, self._pruning_override(trial)]
             batch.append(overrides)
         self.validate_batch_is_legal(batch)
-        # Job numbers follow trial numbers, so <sweep dir>/<n> is trial n also after a resume.
-        returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+        # Job numbers follow trial numbers, so <sweep dir>/<n> is trial n also after a resume; trial numbers
+        # another worker took in between start a launch of their own.
+        returns, start = [], 0
+        for end in range(1, len(trials) + 1):
+            if end == len(trials) or trials[end].number != trials[end - 1].number + 1:
+                returns += self.launcher.launch(batch[start:end], initial_job_idx=trials[start].number)
+                start = end
         outcomes = [job_outcome(job, trial.number) for trial, job in zip(trials, returns)]
         for trial, outcome in zip(trials, outcomes):
             value = _finite(outcome.value)
@@ -230,11 +274,16 @@ class OptunaSweeper(Sweeper):
         except Exception as err:
             raise SearchSpaceError(f"hydra.sweeper.sampler: {first_line(err, limit=None)}") from None
 
-    def _fail_interrupted(self, study, sweep_dir: Path) -> None:
+    def _reclaim_stale(self, study, sweep_dir: Path) -> None:
+        """Mark failed the RUNNING trials whose worker is gone (or that ``reclaim`` names); leave the others."""
         from optuna.trial import TrialState
 
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study.tell(trial.number, state=TrialState.FAIL)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        taken, left = stale_trials(running, parse_reclaim(self.reclaim))
+        for trial, why in left:
+            log.info("trial %d is running (%s): left to it", trial.number, why)
+        for trial in taken:
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)  # another worker may be first
             log.warning("trial %d was left running by an interrupted search: marked failed", trial.number)
             if (sweep_dir / str(trial.number)).is_dir():
                 write_status(
@@ -247,9 +296,10 @@ class OptunaSweeper(Sweeper):
     def _write_results(self, study, sweep_dir: Path) -> None:
         from optuna.trial import TrialState
 
+        counted = budget_trials(study)
         states = {
-            state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
-            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            state.name.lower(): sum(trial.state == state for trial in counted)
+            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
         }
         results: dict[str, Any] = {
             "study_name": self.study_name,
@@ -268,11 +318,11 @@ class OptunaSweeper(Sweeper):
                 best.value,
                 " ".join(searched),
             )
-        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+        atomic.write_text(sweep_dir / "optimization_results.yaml", yaml.safe_dump(results, sort_keys=False))
 
 
 def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
 
 
 def _finite(value: Any) -> float | None:

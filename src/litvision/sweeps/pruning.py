@@ -16,6 +16,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from litvision.sweeps.records import scalars, write_metrics
+from litvision.sweeps.workers import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class OptunaPruning(Callback):
             # A random sampler: this process only reports values, it never samples, so no TPE model is built.
             study = optuna.load_study(
                 study_name=self.study_name,
-                storage=self.storage,
+                storage=open_storage(self.storage),
                 pruner=self.pruner,
                 sampler=optuna.samplers.RandomSampler(),
             )

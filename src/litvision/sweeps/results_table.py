@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,11 +17,24 @@ from pathlib import Path
 
 import yaml
 
-from litvision.sweeps.records import INCOMPLETE, METRICS_FILE, OK, PRUNING_OVERRIDE, STATUS_FILE, read_json
+from litvision.support.atomic import atomic_open
+from litvision.sweeps.records import (
+    INCOMPLETE,
+    METRICS_FILE,
+    OK,
+    PRUNING_OVERRIDE,
+    STATUS_FILE,
+    UnreadableFile,
+    is_number,
+    load_json_object,
+    read_run_file,
+)
 
 SEED_KEY = "seed"
 FOLD_KEY = "data.fold"
 REPEAT_KEYS = (SEED_KEY, FOLD_KEY)  # runs differing only in these are repeats of one configuration
+OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+UNREADABLE = "unreadable"  # a run whose files cannot be read or are not litvision's
 
 
 @dataclass
@@ -35,30 +49,79 @@ class Run:
 
 
 def read_runs(sweep_dir: Path) -> list[Run]:
-    """The runs of ``sweep_dir`` (its job folders, or the folder itself for a single run), by job number."""
-    candidates = [sweep_dir, *(path for path in sweep_dir.iterdir() if path.is_dir())]
+    """The runs of ``sweep_dir`` (its job folders, or the folder itself for a single run), by job number.
+
+    A run whose files cannot be read or are not what litvision writes is kept, with status ``unreadable``
+    and the file's path and what is wrong with it as its error; the others are read as usual.
+    """
+    candidates = [sweep_dir, *(path for path in sweep_dir.iterdir() if _exists(path, Path.is_dir))]
     # A job killed early may lack its saved overrides but still have a status (written on resume).
-    markers = (Path(".hydra") / "overrides.yaml", Path(STATUS_FILE), Path(METRICS_FILE))
-    folders = [folder for folder in candidates if any((folder / marker).is_file() for marker in markers)]
-    folders.sort(key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    markers = (OVERRIDES_FILE, Path(STATUS_FILE), Path(METRICS_FILE))
+    folders = [folder for folder in candidates if any(_exists(folder / marker, Path.is_file) for marker in markers)]
+    folders.sort(key=lambda p: (_job_number(p.name) is None, _job_number(p.name) or 0, p.name))
     return [read_run(folder, sweep_dir) for folder in folders]
 
 
 def read_run(folder: Path, sweep_dir: Path) -> Run:
-    saved = folder / ".hydra" / "overrides.yaml"
-    overrides = (yaml.safe_load(saved.read_text()) or []) if saved.is_file() else []
+    name = str(folder.relative_to(sweep_dir)) if folder != sweep_dir else folder.name
+    try:
+        overrides = _overrides(folder / OVERRIDES_FILE)
+        record = load_json_object(folder / METRICS_FILE) or {}
+        status = load_json_object(folder / STATUS_FILE) or {}
+        metrics, epochs = _record(folder / METRICS_FILE, record)
+        state, wall_s, error = _status(folder / STATUS_FILE, status)
+    except UnreadableFile as err:
+        return Run(name=name, settings={}, status=UNREADABLE, error=str(err))
     settings = dict(_split(o) for o in overrides if not o.startswith(PRUNING_OVERRIDE))
-    record, status = read_json(folder / METRICS_FILE), read_json(folder / STATUS_FILE)
-    state = status.get("status") or (OK if record else INCOMPLETE)  # no status file: written before callbacks
-    return Run(
-        name=str(folder.relative_to(sweep_dir)) if folder != sweep_dir else folder.name,
-        settings=settings,
-        status=state,
-        metrics=record.get("metrics", {}),
-        epochs=record.get("epochs"),
-        wall_s=status.get("wall_s"),
-        error=status.get("error", ""),
-    )
+    state = state or (OK if record else INCOMPLETE)  # no status file: written before callbacks
+    return Run(name=name, settings=settings, status=state, metrics=metrics, epochs=epochs, wall_s=wall_s, error=error)
+
+
+def _overrides(path: Path) -> list[str]:
+    """Hydra's saved overrides of a job, read as plain YAML (nothing resolved, no tags): a list of strings."""
+    text = read_run_file(path)
+    if text is None:
+        return []
+    try:
+        loaded = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError):
+        raise UnreadableFile(f"{path}: not valid YAML") from None
+    loaded = [] if loaded is None else loaded
+    if not isinstance(loaded, list) or not all(isinstance(item, str) for item in loaded):
+        raise UnreadableFile(f"{path}: not a list of overrides (key=value strings)")
+    return loaded
+
+
+def _record(path: Path, record: dict) -> tuple[dict[str, float], int | None]:
+    metrics, epochs = record.get("metrics", {}), record.get("epochs")
+    if not isinstance(metrics, dict) or not all(isinstance(k, str) and is_number(v) for k, v in metrics.items()):
+        raise UnreadableFile(f"{path}: 'metrics' is not a mapping of names to numbers")
+    if epochs is not None and not (is_number(epochs) and epochs == int(epochs) and epochs >= 0):
+        raise UnreadableFile(f"{path}: 'epochs' is not a whole number")
+    return metrics, None if epochs is None else int(epochs)
+
+
+def _status(path: Path, status: dict) -> tuple[str | None, float | None, str]:
+    state, wall_s, error = status.get("status"), status.get("wall_s"), status.get("error", "")
+    if state is not None and not isinstance(state, str):
+        raise UnreadableFile(f"{path}: 'status' is not a string")
+    if wall_s is not None and not (is_number(wall_s) and math.isfinite(wall_s)):
+        raise UnreadableFile(f"{path}: 'wall_s' is not a number of seconds")
+    if not isinstance(error, str):
+        raise UnreadableFile(f"{path}: 'error' is not a string")
+    return state or None, wall_s, error
+
+
+def _exists(path: Path, kind) -> bool:
+    """``path.is_dir()``/``is_file()``; a path that cannot even be looked at counts as there (and unreadable)."""
+    try:
+        return kind(path)
+    except OSError:
+        return True
+
+
+def _job_number(name: str) -> int | None:
+    return int(name) if re.fullmatch(r"[0-9]+", name) else None
 
 
 def _split(override: str) -> tuple[str, str]:
@@ -140,7 +203,7 @@ def markdown(runs: list[Run], metrics: list[str], sort_metric: str, ascending: b
 def write_csv(path: Path, runs: list[Run], metrics: list[str], sort_metric: str, ascending: bool) -> None:
     """One row per run, full precision; a spreadsheet or pandas takes it from here."""
     keys = varying_keys(runs)
-    with path.open("w", newline="") as handle:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["run", *keys, *metrics, "epochs", "wall_s", "status", "error", "overrides"])
         for run in sort_runs(runs, sort_metric, ascending):
@@ -173,7 +236,16 @@ def _repeats_over(runs: list[Run]) -> str:
 
 
 def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
+    return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
+
+
+def _cell(text: str) -> str:
+    return printable(text).replace("|", "\\|")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (newlines, terminal escapes) written as escapes: shown, never obeyed."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _finite(value) -> bool:

@@ -10,7 +10,6 @@ still falls fastest, is a peak that trains stably; the lowest loss's learning ra
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -20,6 +19,8 @@ import torch
 from lightning.pytorch.tuner import Tuner
 from omegaconf import DictConfig, open_dict
 
+from litvision.callbacks.render import save_png
+from litvision.support import atomic
 from litvision.support.errors import LitvisionError
 from litvision.support.instantiate import build, plain
 from litvision.support.precision import resolve_trainer_precision
@@ -72,10 +73,11 @@ def lr_find(cfg: DictConfig) -> dict[str, float]:
     axes.set_ylim(min(shown) - 0.05 * (max(shown) - min(shown)), max(shown) + 0.05 * (max(shown) - min(shown)))
     axes.legend()
     axes.set_title(f"suggested lr {suggestion:.2g} (configured: {cfg.model.optimizer.lr:g})")
-    figure.savefig(out / "lr_find.png", dpi=100)
+    figure.set_dpi(100)
+    save_png(figure, out / "lr_find.png")
     results = {"suggestion": suggestion, "lowest_loss_lr": lowest, "configured_lr": cfg.model.optimizer.lr}
     results["lightning_suggestion"] = finder.suggestion(SKIP_BEGIN, SKIP_END)
-    (out / "lr_find.json").write_text(json.dumps({**results, **finder.results}, indent=1) + "\n")
+    atomic.write_json(out / "lr_find.json", {**results, **finder.results}, indent=1, sort_keys=False)
     log.info("curve: %s", out / "lr_find.png")
     log.info(
         "suggested learning rate %.3g, where the loss falls fastest (lowest loss at %.3g; configured %g)",

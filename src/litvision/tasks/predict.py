@@ -13,23 +13,26 @@ import csv
 import glob
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
+from rich.text import Text
 from torch import nn
 
 from litvision.callbacks.render import image_grid, save_png
-from litvision.classifier import ImageClassifier, mirror_mean
-from litvision.data.images import IMAGE_SUFFIXES, read_image
+from litvision.classifier import ImageClassifier, from_saved_config, mirror_mean
+from litvision.data.images import IMAGE_SUFFIXES, RESIZE_MODES, read_image
 from litvision.data.normalization import Normalization
-from litvision.models.pretrained import checkpoint_weights_follow
+from litvision.support.atomic import atomic_open
 from litvision.support.checkpoint import read_checkpoint, saved_configs
 from litvision.support.errors import DataError, LitvisionError, first_line
+from litvision.sweeps.results_table import printable
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +61,7 @@ class ProbabilityModel(nn.Module):
 
 def load_classifier(checkpoint: dict) -> ImageClassifier:
     """The checkpoint's ImageClassifier with its trained weights, in eval mode on the CPU."""
-    model_config, _ = saved_configs(checkpoint)
-    model_config["init_from"] = None  # its own weights follow; a fine-tuned run's starting point is not needed
-    model_config["freeze_epochs"] = 0
-    with checkpoint_weights_follow():  # a pretrained backbone's file is not needed: the checkpoint's weights follow
-        model = ImageClassifier(**model_config)
+    model = from_saved_config(saved_configs(checkpoint)[0])
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError) as err:
@@ -113,33 +112,94 @@ def pick_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise LitvisionError(f"device must be cpu, cuda, cuda:<n> or auto (got {name!r})") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise LitvisionError(f"device must be cpu, cuda, cuda:<n> or auto (got {_shown(name)})")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LitvisionError(f"device={name}: no CUDA device here (device=cpu or device=auto)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise LitvisionError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """predict.yaml's options, checked before anything is read or run."""
+
+    inputs: list[str]
+    batch_size: int
+    top_k: int
+    show: int
+    device: torch.device
+    resize: str | None  # None: the checkpoint's data config decides
+    progress_bar: bool
+    contact_sheet: bool
+
+
+def predict_options(cfg: DictConfig) -> PredictOptions:
+    """The options of ``cfg``, or one :class:`LitvisionError` naming the first wrong one and what it takes."""
+    inputs = cfg.inputs
+    entries = list(inputs) if isinstance(inputs, (ListConfig, list, tuple)) else [inputs]
+    if not entries or not all(
+        isinstance(entry, (str, int, float)) and not isinstance(entry, bool) for entry in entries
+    ):
+        raise LitvisionError(f"inputs must be a file, a folder or a glob, or a list of them (got {_shown(inputs)})")
+    resize = cfg.get("resize")
+    if resize is not None and resize not in RESIZE_MODES:
+        raise LitvisionError(f"resize must be {', '.join(RESIZE_MODES)} or null (got {_shown(resize)})")
+    for key in ("progress_bar", "contact_sheet"):
+        if not isinstance(cfg.get(key), bool):
+            raise LitvisionError(f"{key} must be true or false (got {_shown(cfg.get(key))})")
+    return PredictOptions(
+        inputs=[str(entry) for entry in entries],
+        batch_size=_whole_number(cfg, "batch_size", 1),
+        top_k=_whole_number(cfg, "top_k", 1),
+        show=_whole_number(cfg, "show", 0),
+        device=pick_device(str(cfg.device)),
+        resize=resize,
+        progress_bar=cfg.progress_bar,
+        contact_sheet=cfg.contact_sheet,
+    )
+
+
+def _whole_number(cfg: DictConfig, key: str, least: int) -> int:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise LitvisionError(f"{key} must be a whole number >= {least} (got {_shown(value)})")
+    return value
+
+
+def _shown(value: object) -> str:
+    """A config value in an error line: as the user typed it, cut short."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value, resolve=False)
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def predict(cfg: DictConfig) -> dict[str, float]:
     """Write ``predictions.csv`` (and optionally ``contact_sheet.png``) for ``cfg.inputs``; return counts."""
-    checkpoint = read_checkpoint(cfg.ckpt_path)
-    inputs = list(cfg.inputs) if isinstance(cfg.inputs, (ListConfig, list, tuple)) else cfg.inputs
-    files = expand_inputs(inputs)
+    options = predict_options(cfg)
+    checkpoint = read_checkpoint(str(cfg.ckpt_path))
+    files = expand_inputs(options.inputs)
     if not files:
-        raise LitvisionError(f"inputs={inputs}: no input files matched")
-    if cfg.batch_size < 1 or cfg.top_k < 1:
-        raise LitvisionError(f"batch_size and top_k must be >= 1 (got {cfg.batch_size}, {cfg.top_k})")
+        raise LitvisionError(f"inputs={_shown(cfg.inputs)}: no input files matched")
     model, data_config = probability_model(checkpoint)
-    device = pick_device(str(cfg.device))
+    resize = options.resize or data_config.get("resize") or "crop"
+    if resize not in RESIZE_MODES:
+        raise LitvisionError(
+            f"the checkpoint's data config has resize={_shown(resize)}: pass resize={' or resize='.join(RESIZE_MODES)}"
+        )
+    device = options.device
     model.to(device)
     channels, size = int(data_config["in_channels"]), int(data_config["image_size"])
-    resize = cfg.get("resize") or data_config.get("resize") or "crop"
     class_names = [str(name) for name in data_config["class_names"]]
-    top_k = min(int(cfg.top_k), len(class_names))
+    top_k = min(options.top_k, len(class_names))
 
     rows: list[dict] = []
     sheet: list[tuple[torch.Tensor, str]] = []  # (image, caption) for the contact sheet
-    batches = [files[i : i + cfg.batch_size] for i in range(0, len(files), cfg.batch_size)]
-    if cfg.progress_bar:
+    batches = [files[i : i + options.batch_size] for i in range(0, len(files), options.batch_size)]
+    if options.progress_bar:
         batches = track(batches, description=f"predicting {len(files)} files", transient=True)
     for batch in batches:
         images, readable = [], []
@@ -160,7 +220,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
             for rank, (p, c) in enumerate(zip(p_row, c_row), start=1):
                 row[f"class_{rank}"], row[f"prob_{rank}"] = class_names[c], f"{p:.6f}"
             rows.append(row)
-            if cfg.contact_sheet and len(sheet) < CONTACT_SHEET_MAX:
+            if options.contact_sheet and len(sheet) < CONTACT_SHEET_MAX:
                 sheet.append((image, f"{class_names[c_row[0]]} {p_row[0]:.0%}"))
 
     order = {str(path): i for i, path in enumerate(files)}
@@ -168,13 +228,13 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     out_dir = Path(cfg.paths.output_dir)
     csv_path = _write_csv(out_dir / "predictions.csv", rows, top_k)
     errors = sum(1 for row in rows if row["error"])
-    _print_table(rows, top_k, int(cfg.show))
+    _print_table(rows, top_k, options.show)
     log.info("%d files, %d unreadable: %s", len(rows), errors, csv_path)
     if sheet:
         grid = image_grid(
             torch.stack([image for image, _ in sheet]).permute(0, 2, 3, 1).numpy().astype(np.float32) / 255.0,
             [caption for _, caption in sheet],
-            title=f"{Path(cfg.ckpt_path).name}: top-1 predictions",
+            title=f"{Path(str(cfg.ckpt_path)).name}: top-1 predictions",
         )
         log.info("contact sheet: %s", save_png(grid, out_dir / "contact_sheet.png"))
     return {"files": float(len(rows)), "errors": float(errors)}
@@ -182,8 +242,8 @@ def predict(cfg: DictConfig) -> dict[str, float]:
 
 def _write_csv(path: Path, rows: list[dict], top_k: int) -> Path:
     columns = ["path"] + [f"{kind}_{rank}" for rank in range(1, top_k + 1) for kind in ("class", "prob")] + ["error"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as stream:
+    # Paths are written as the file system gave them (bytes that are not UTF-8 stay those bytes).
+    with atomic_open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
@@ -203,5 +263,6 @@ def _print_table(rows: list[dict], top_k: int, show: int) -> None:
             f"{row[f'class_{r}']} {float(row[f'prob_{r}']):.1%}" if row.get(f"class_{r}") else ""
             for r in range(1, min(top_k, 3) + 1)
         ]
-        table.add_row(row["path"], *ranked, row["error"])
+        # Text, not markup, control characters escaped: a file named "[link=...]" or "\x1b[2J" is shown as it is.
+        table.add_row(*(Text(printable(cell)) for cell in (row["path"], *ranked, row["error"])))
     Console().print(table)

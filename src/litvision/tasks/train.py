@@ -52,9 +52,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    if trainer.global_step == 0 and not trainer.interrupted:
+    if trainer.num_training_batches == 0:
         # A data module whose epoch has no batch (a split smaller than one batch with drop_last, say): the run
-        # would test an untrained net and report it as a result.
+        # would test an untrained net and report it as a result. (A DDP launcher's parent process sees inf.)
         raise LitvisionError(
             f"training took no step (trainer.num_training_batches={trainer.num_training_batches}): "
             f"the training split gives no batch; check data.batch_size and the split's size"
