@@ -52,13 +52,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    if trainer.num_training_batches == 0:
+    if trainer.num_training_batches == 0 or trainer.limit_train_batches == 0:
         # A data module whose epoch has no batch (a split smaller than one batch with drop_last, say): the run
         # would test an untrained net and report it as a result. (A DDP launcher's parent process sees inf.)
-        raise LitvisionError(
-            f"training took no step (trainer.num_training_batches={trainer.num_training_batches}): "
-            f"the training split gives no batch; check data.batch_size and the split's size"
+        why = (
+            "trainer.limit_train_batches=0"
+            if trainer.limit_train_batches == 0
+            else "the training split gives no batch: check data.batch_size and the split's size"
         )
+        raise LitvisionError(f"training took no step ({why}); an untrained net is no result")
     metrics = scalars(trainer.callback_metrics)
 
     if cfg.get("test"):
