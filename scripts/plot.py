@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from litvision.callbacks.render import curves_figure, save_png
+from litvision.support.render import curves_figure, save_png
 
 METRICS = ("train/loss", "val/loss", "train/acc", "val/acc")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from litvision.sweeps.records import UnreadableFile, read_run_file
+from litvision.support.records import UnreadableFile, read_run_file
 from litvision.sweeps.results_table import markdown, read_runs, write_csv
 
 SHOWN = ["val/acc_best", "test/acc"]

@@ -21,8 +21,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import QUIET, compose_train, run_main, run_script
-from litvision.callbacks.render import WRONG, confusion_picture, image_grid
 from litvision.support.instantiate import build
+from litvision.support.render import WRONG, confusion_picture, image_grid
 from litvision.tasks.train import train
 
 SCALARS = {

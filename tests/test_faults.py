@@ -294,7 +294,11 @@ def test_a_kill_while_last_ckpt_is_written_leaves_the_previous_one_to_resume_fro
     saves = []
 
     def dying_save(obj, target, *args, **kwargs):
-        if hasattr(target, "write") and str(getattr(target, "name", "")).endswith(".tmp") and "last.ckpt" in target.name:
+        if (
+            hasattr(target, "write")
+            and str(getattr(target, "name", "")).endswith(".tmp")
+            and "last.ckpt" in target.name
+        ):
             saves.append(target.name)
             if len(saves) == 2:
                 real_save(obj, target, *args, **kwargs)

@@ -217,7 +217,9 @@ def test_class_folders_named_like_interpolations_stay_literal_through_train_eval
     ckpt = run / "checkpoints" / "last.ckpt"
     saved_names = read_checkpoint(ckpt)["hyper_parameters"]["data_config"]["class_names"]
     assert saved_names == sorted(HOSTILE_NAMES)
-    evaluated = run_main("eval.py", f"ckpt_path={ckpt}", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'eval'}")
+    evaluated = run_main(
+        "eval.py", f"ckpt_path={ckpt}", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'eval'}"
+    )
     predicted = run_main("predict.py", f"ckpt_path={ckpt}", f"inputs={folder}", f"hydra.run.dir={tmp_path / 'p'}")
     predictions = (tmp_path / "p" / "predictions.csv").read_text()
     assert set(line.split(",")[1] for line in predictions.splitlines()[1:]) <= set(HOSTILE_NAMES)

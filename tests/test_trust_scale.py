@@ -23,12 +23,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader, TensorDataset
 
 from litvision.callbacks.confusion import KEYS_FILE, ConfusionMatrix
-from litvision.callbacks.render import MAX_SIDE_PX, confusion_picture
 from litvision.callbacks.report import RunReport
 from litvision.callbacks.support import class_keys
 from litvision.report import analysis
 from litvision.report.run_page import PREDICTIONS_FILE, REPORT_FILE, write_run_page
 from litvision.support.errors import LitvisionError
+from litvision.support.render import MAX_SIDE_PX, confusion_picture
 
 ODD_NAMES = ["猫", "犬", "a b", "a_b", "a/b", "T-shirt/top", "tab\there", "ä", "a_b#2", "9"]
 TESTS = Path(__file__).resolve().parent

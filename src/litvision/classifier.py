@@ -13,12 +13,12 @@ from torchmetrics import MaxMetric, MeanMetric
 
 from litvision.callbacks.finetuning import FineTuning, backbone_parameters
 from litvision.metrics import REQUIRED, accuracy_only, build_metrics
+from litvision.model_options import LIGHTNING_SCHEDULER_KEYS, check_finetuning, check_model_options
 from litvision.models.pretrained import checkpoint_weights_follow
 from litvision.schedules import ReplanOnResume, is_plateau, scheduler_for_run, takes_length
 from litvision.support.errors import LitvisionError
 from litvision.support.file_config import escape_interpolation
 from litvision.support.instantiate import build, plain
-from litvision.support.options import LIGHTNING_SCHEDULER_KEYS, check_finetuning, check_model_options
 
 STAGES = ("train", "val", "test")
 
@@ -124,6 +124,7 @@ class ImageClassifier(LightningModule):
                 "tta_flip": tta_flip,
                 "freeze_batchnorm": freeze_batchnorm,
             },
+            metric_names=[name for name, config in metrics.items() if config],
         )
         check_finetuning(
             init_from, freeze_epochs, backbone_lr_scale, pretrained=bool(getattr(self.net, "pretrained", 0))

@@ -22,8 +22,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from litvision.support import atomic
-from litvision.sweeps.outcome import SweepFailed, job_outcome, report
-from litvision.sweeps.records import OK
+from litvision.support.errors import SweepFailed
+from litvision.support.records import OK
+from litvision.sweeps.outcome import job_outcome, report
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from litvision.support import atomic
-from litvision.support.errors import first_line
-from litvision.sweeps.outcome import SweepFailed, job_outcome, report
-from litvision.sweeps.records import FAILED, OK, PRUNED, PRUNING_OVERRIDE, write_status
+from litvision.support.errors import SweepFailed, first_line
+from litvision.support.records import FAILED, OK, PRUNED, PRUNING_OVERRIDE, write_status
+from litvision.sweeps.outcome import job_outcome, report
 from litvision.sweeps.search_space import SearchSpaceError, parse_search_space, value_string
 from litvision.sweeps.workers import (
     SURPLUS_ATTR,

@@ -7,7 +7,6 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from litvision.callbacks.render import confusion_picture, save_png
 from litvision.callbacks.support import (
     add_picture,
     class_keys,
@@ -18,6 +17,7 @@ from litvision.callbacks.support import (
     tensorboard_writer,
 )
 from litvision.support.atomic import write_json
+from litvision.support.render import confusion_picture, save_png
 
 KEYS_FILE = "class_keys.json"
 

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from lightning import Callback, LightningModule, Trainer
 
-from litvision.callbacks.render import image_grid
 from litvision.callbacks.support import (
     add_picture,
     announce_off,
@@ -21,6 +20,7 @@ from litvision.callbacks.support import (
     step_logits,
     tensorboard_writer,
 )
+from litvision.support.render import image_grid
 
 
 class TrainSamples(Callback):

@@ -29,7 +29,6 @@ import shlex
 import signal
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,47 +38,15 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from litvision.support.cli import in_multirun
-from litvision.sweeps.records import PRUNING_OVERRIDE, write_status
+from litvision.support.records import PRUNING_OVERRIDE, write_status
+from litvision.support.runtime import in_multirun
+from litvision.support.stops import RunInterrupted, Stopped
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"
 EVAL_COMMAND = "python scripts/eval.py"  # tests a checkpoint: what a run stopped while testing has left to do
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@dataclass(frozen=True)
-class Stopped:
-    """What an interrupted run left: the signal, the checkpoint to resume from and the command that does it."""
-
-    signum: int
-    ckpt_path: str | None
-    command: str | None
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
-
-
-class RunInterrupted(Exception):
-    """Raised at the end of a training batch after SIGINT or SIGTERM arrived."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
-def find_stop(error: BaseException | None) -> Stopped | None:
-    """The :class:`Stopped` record :class:`Interruption` attached to ``error`` or to an error it came from."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        stopped = getattr(error, "litvision_stopped", None)
-        if isinstance(stopped, Stopped):
-            return stopped
-        error = error.__cause__ or error.__context__
-    return None
 
 
 def _signal_of(error: BaseException) -> int | None:

@@ -35,7 +35,7 @@ from litvision.callbacks.support import class_names, displayable, output_dir, st
 from litvision.report.run_page import DATA_FILE, PREDICTIONS_FILE, REPORT_FILE, write_run_page
 from litvision.support.atomic import atomic_open
 from litvision.support.provenance import PROVENANCE_FILE, as_text
-from litvision.sweeps.records import read_json, write_json
+from litvision.support.records import read_json, write_json
 from litvision.tasks.model_summary import format_summary, profile, totals
 
 log = logging.getLogger(__name__)

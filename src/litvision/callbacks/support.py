@@ -97,7 +97,7 @@ def displayable(trainer: Trainer, images: torch.Tensor) -> np.ndarray:
 
 
 def add_picture(writer, tag: str, picture: np.ndarray, step: int) -> None:
-    """Log an (H, W, 3) uint8 picture (litvision.callbacks.render) as a TensorBoard image."""
+    """Log an (H, W, 3) uint8 picture (litvision.support.render) as a TensorBoard image."""
     writer.add_image(tag, picture, global_step=step, dataformats="HWC")
 
 

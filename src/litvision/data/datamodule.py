@@ -19,8 +19,8 @@ from litvision.data.datasets import DATASETS, ensure_available, load_split
 from litvision.data.loader import EpochSampler, MappedBatchLoader, TensorBatchLoader
 from litvision.data.mapped import MappedImages
 from litvision.data.normalization import Normalization
+from litvision.data.options import check_data_options
 from litvision.support.errors import DataError
-from litvision.support.options import check_data_options
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from litvision.data.folder_files import (
 )
 from litvision.data.mapped import MappedImages, human_size, memory_budget
 from litvision.data.normalization import Normalization
+from litvision.data.options import check_folder_options
 from litvision.support.errors import DataError
-from litvision.support.options import check_folder_options
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from litvision.callbacks.render import confusion_picture, curves_figure, image_grid
 from litvision.report import analysis
 from litvision.report.html import image, note, page, table
 from litvision.support.atomic import write_text
 from litvision.support.errors import LitvisionError, first_line
 from litvision.support.provenance import PATCH_FILE, PROVENANCE_FILE
-from litvision.sweeps.records import METRICS_FILE, STATUS_FILE, read_json
+from litvision.support.records import METRICS_FILE, STATUS_FILE, read_json
+from litvision.support.render import confusion_picture, curves_figure, image_grid
 
 PREDICTIONS_FILE = "test_predictions.npz"
 DATA_FILE = "report_data.json"

@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from litvision.report.html import image, note, page
 from litvision.report.run_page import DATA_FILE, REPORT_FILE
 from litvision.support import atomic
-from litvision.sweeps.records import OK, UnreadableFile, is_number, load_json_object
+from litvision.support.records import OK, UnreadableFile, is_number, load_json_object
 from litvision.sweeps.results_table import (
     Run,
     printable,

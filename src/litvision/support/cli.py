@@ -13,10 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from hydra.utils import get_object
 from omegaconf import DictConfig
 from omegaconf.errors import (
@@ -27,7 +25,9 @@ from omegaconf.errors import (
     OmegaConfBaseException,
 )
 
-from litvision.support.errors import LitvisionError, first_line
+from litvision.support.errors import LitvisionError, SweepFailed, first_line
+from litvision.support.runtime import in_multirun
+from litvision.support.stops import find_stop
 
 
 def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
@@ -48,8 +48,6 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
         sys.exit(2)
     except (KeyboardInterrupt, SystemExit, Exception) as err:
         # Imported here, where the task has loaded Lightning: the scripts' config errors answer without it.
-        from litvision.callbacks.interruption import find_stop
-
         stopped = find_stop(err)
         if stopped is not None:
             sys.exit(stopped.exit_code)
@@ -98,8 +96,6 @@ def run_script(main: Callable[[], Any], *conf_dirs: Path) -> None:
     except (HydraException, OmegaConfBaseException) as err:
         if wants_traceback:
             raise
-        from litvision.sweeps.outcome import SweepFailed
-
         if isinstance(err, SweepFailed):  # its runs said what failed, one line each
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
@@ -194,11 +190,6 @@ def check_group_overrides(conf_dir: Path, argv: list[str] | None = None) -> None
             file=sys.stderr,
         )
         sys.exit(2)
-
-
-def in_multirun() -> bool:
-    """Whether this process runs a job of a Hydra multirun (``-m``) rather than a single run."""
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 class RunDirCheck(Callback):

@@ -24,8 +24,8 @@ from lightning.pytorch.strategies import DDPStrategy
 # Private module: Lightning has no public way to change what its spawn launcher brings back from the workers.
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
-from litvision.support.cli import in_multirun
 from litvision.support.errors import LitvisionError, first_line
+from litvision.support.runtime import in_multirun
 
 _EPOCHS_KEY = "litvision_fit_epoch_progress"
 

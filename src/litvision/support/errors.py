@@ -1,5 +1,7 @@
 """Errors that mean "the user's input is wrong": the scripts print them in one line, no traceback."""
 
+from hydra.errors import CompactHydraException
+
 
 class LitvisionError(Exception):
     """Bad input a user can fix (missing data, a bad checkpoint, an invalid option)."""
@@ -11,6 +13,10 @@ class DataError(LitvisionError):
 
 class CheckpointError(LitvisionError):
     """A checkpoint file is missing, unreadable, or not from litvision."""
+
+
+class SweepFailed(CompactHydraException):
+    """Some runs of a sweep failed: Hydra prints the message alone, without a traceback, and exits with 1."""
 
 
 def first_line(error: BaseException, limit: int | None = 200, typed: bool = False) -> str:

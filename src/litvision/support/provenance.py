@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litvision.support import atomic
 from litvision.support.precision import CPUINFO
-from litvision.sweeps.records import read_json, write_json
+from litvision.support.records import read_json, write_json
 
 PROVENANCE_FILE = "provenance.json"
 PATCH_FILE = "code.patch"

@@ -16,8 +16,9 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from litvision.support.records import FAILED, write_status
+from litvision.support.runtime import is_rank_zero
 from litvision.sweeps.outcome import classify
-from litvision.sweeps.records import FAILED, is_rank_zero, write_status
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import CompactHydraException
 
-from litvision.sweeps.records import FAILED, OK, PRUNED, is_pruned, one_line
-
-
-class SweepFailed(CompactHydraException):
-    """Some runs of a sweep failed: Hydra prints the message alone, without a traceback, and exits with 1."""
+from litvision.support.records import FAILED, OK, PRUNED, is_pruned, one_line
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from litvision.sweeps.records import scalars, write_metrics
+from litvision.support.records import scalars, write_metrics
 from litvision.sweeps.workers import open_storage
 
 log = logging.getLogger(__name__)

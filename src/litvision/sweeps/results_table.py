@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from litvision.support.atomic import atomic_open
-from litvision.sweeps.records import (
+from litvision.support.records import (
     INCOMPLETE,
     METRICS_FILE,
     OK,

@@ -11,7 +11,7 @@ from litvision.classifier import from_saved_config
 from litvision.support.checkpoint import read_checkpoint, saved_configs
 from litvision.support.instantiate import build, build_callbacks, build_each, plain, shows_progress_bar
 from litvision.support.precision import resolve_trainer_precision
-from litvision.sweeps.records import scalars
+from litvision.support.records import scalars
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ import torch
 from lightning.pytorch.tuner import Tuner
 from omegaconf import DictConfig, open_dict
 
-from litvision.callbacks.render import save_png
 from litvision.support import atomic
 from litvision.support.errors import LitvisionError
 from litvision.support.instantiate import build, plain
 from litvision.support.precision import resolve_trainer_precision
+from litvision.support.render import save_png
 
 log = logging.getLogger(__name__)
 

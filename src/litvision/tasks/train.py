@@ -16,7 +16,8 @@ from litvision.support.errors import LitvisionError
 from litvision.support.instantiate import build, build_callbacks, build_each, plain, shows_progress_bar
 from litvision.support.options import check_trainer_options
 from litvision.support.precision import resolve_trainer_precision
-from litvision.sweeps.records import is_rank_zero, scalars, write_metrics
+from litvision.support.records import scalars, write_metrics
+from litvision.support.runtime import is_rank_zero
 
 log = logging.getLogger(__name__)
 

@@ -21,14 +21,6 @@ METRICS_FILE = "metrics.json"
 STATUS_FILE = "status.json"
 OK, FAILED, PRUNED, INCOMPLETE = "ok", "failed", "pruned", "incomplete"
 
-# Environment variables that name a process's rank under Lightning's DDP children, torchrun and SLURM.
-_RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
-
-
-def is_rank_zero() -> bool:
-    """True in the process that owns the run dir: every rank variable present is 0."""
-    return all(os.environ.get(name, "0") == "0" for name in _RANK_VARIABLES)
-
 
 def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     atomic.write_json(path, payload)
