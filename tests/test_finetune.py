@@ -98,7 +98,7 @@ def test_freeze_epochs_holds_the_loaded_weights_then_trains_them(mnist_ckpt, tin
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[snapshots],
+        callbacks=[snapshots, build(cfg.callbacks.finetuning, "callbacks.finetuning")],
     )
     trainer.fit(model, datamodule=build({**plain(cfg.data), "val_size": 100}, "data"))
     start, after_frozen, after_unfrozen = snapshots.taken
@@ -159,7 +159,7 @@ def test_frozen_batchnorm_statistics_hold_unless_switched_off(freeze_batchnorm, 
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[snapshots],
+        callbacks=[snapshots, build(cfg.callbacks.finetuning, "callbacks.finetuning")],
     )
     trainer.fit(model, datamodule=build({**plain(cfg.data), "val_size": 100}, "data"))
     start, after_frozen, after_unfrozen = snapshots.taken
@@ -216,7 +216,7 @@ def test_backbone_lr_scale_trains_all_but_the_head_at_its_share_of_the_rate(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[rates],
+        callbacks=[rates, build(cfg.callbacks.finetuning, "callbacks.finetuning")],
     )
     trainer.fit(model, datamodule=build({**plain(cfg.data), "val_size": 100}, "data"))
     head, backbone = trainer.optimizers[0].param_groups

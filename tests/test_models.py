@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 
 from conftest import CONF_DIR, ROOT, compose_train, data_overrides, run_main
 from litvision.models.common import ModelConfigError
+from litvision.models.profile import profile
 from litvision.support.instantiate import build
-from litvision.tasks.model_summary import profile
 from litvision.tasks.train import train
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))

@@ -11,9 +11,9 @@ from lightning.pytorch.utilities.parsing import AttributeDict
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from litvision.callbacks.finetuning import FineTuning, backbone_parameters
 from litvision.metrics import REQUIRED, accuracy_only, build_metrics
 from litvision.model_options import LIGHTNING_SCHEDULER_KEYS, check_finetuning, check_model_options
+from litvision.models.heads import backbone_parameters
 from litvision.models.pretrained import checkpoint_weights_follow
 from litvision.schedules import ReplanOnResume, is_plateau, scheduler_for_run, takes_length
 from litvision.support.errors import LitvisionError
@@ -60,9 +60,10 @@ class ImageClassifier(LightningModule):
 
     The scheduler config may hold ``monitor`` (the metric ReduceLROnPlateau follows), which goes to
     Lightning's lr_scheduler dict instead of the constructor; an empty scheduler config means none.
-    ``init_from``, ``freeze_epochs`` and ``freeze_batchnorm`` are carried out by
-    :class:`~litvision.callbacks.finetuning.FineTuning`, and re-planning a schedule on a longer resume by
-    :class:`~litvision.schedules.ReplanOnResume`: :meth:`configure_callbacks` adds them.
+    ``init_from``, ``freeze_epochs`` and ``freeze_batchnorm`` are checked here and carried out by the
+    ``finetuning`` callback (:class:`~litvision.callbacks.finetuning.FineTuning`, conf/callbacks/finetuning.yaml,
+    which reads them from the model config); re-planning a schedule on a longer resume by
+    :class:`~litvision.schedules.ReplanOnResume`, which :meth:`configure_callbacks` adds.
     ``backbone_lr_scale`` gives every parameter outside the net's head that share of the learning rate
     (discriminative learning rates: a second optimizer group, scheduled alike). ``tta_flip`` makes
     validation, test and prediction average the logits of each image and its mirror image.
@@ -158,14 +159,9 @@ class ImageClassifier(LightningModule):
             self._compiled_forward = torch.compile(self.net.forward)
 
     def configure_callbacks(self) -> list:
-        callbacks = []
-        if self.hparams.init_from or self.hparams.freeze_epochs:  # a backbone's own weights are frozen too
-            hparams = self.hparams
-            callbacks.append(
-                FineTuning(hparams.init_from, hparams.freeze_epochs, train_bn=not hparams.freeze_batchnorm)
-            )
-        if takes_length(self.scheduler_factory):
-            callbacks.append(ReplanOnResume())
+        # The module's own scheduler, planned over the run's length, must be re-planned when a resume changes
+        # it: part of the schedule, not an option (fine-tuning is a callback of conf/callbacks: finetuning).
+        callbacks = [ReplanOnResume()] if takes_length(self.scheduler_factory) else []
         # Called again by trainer.test after trainer.fit: the ones the fit attached stay (no "override" notice).
         attached = {type(callback) for callback in self.trainer.callbacks}
         return [callback for callback in callbacks if type(callback) not in attached]

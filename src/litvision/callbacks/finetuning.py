@@ -3,8 +3,9 @@
 The pretrained weights are another run's (``model.init_from``) or a backbone's own
 (``model.net.weights`` of ``model=torchvision`` / ``model=timm``). :class:`FineTuning` is Lightning's
 :class:`~lightning.pytorch.callbacks.BaseFinetuning` with litvision's rule for what is frozen: the
-pretrained part of the net, never its head (:func:`head_of`). ``ImageClassifier.configure_callbacks`` adds
-it whenever there is something to load or freeze, so it needs no entry in ``conf/callbacks``.
+pretrained part of the net, never its head (:func:`~litvision.models.heads.head_of`). It is the
+``finetuning`` entry of the default callbacks (``conf/callbacks/finetuning.yaml``), which reads its options
+from the model config; while they are unset it does nothing.
 """
 
 from __future__ import annotations
@@ -18,24 +19,11 @@ from hydra.utils import get_class
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch import nn
 
+from litvision.models.heads import head_of
 from litvision.support.checkpoint import read_checkpoint
 from litvision.support.errors import CheckpointError, LitvisionError
 
 log = logging.getLogger(__name__)
-
-
-def head_of(net: nn.Module) -> nn.Module:
-    """The net's output layer: a backbone's own ``head()``, else its last module with parameters."""
-    if callable(getattr(net, "head", None)):
-        return net.head()
-    return [module for module in net.modules() if module._parameters][-1]
-
-
-def backbone_parameters(net: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(the parameters outside the head, the head's): the two groups of ``model.backbone_lr_scale``."""
-    in_head = {id(p) for p in head_of(net).parameters()}
-    params = list(net.parameters())
-    return [p for p in params if id(p) not in in_head], [p for p in params if id(p) in in_head]
 
 
 def load_matching_weights(net: nn.Module, path: str | Path) -> list[str]:
@@ -69,7 +57,7 @@ class FineTuning(BaseFinetuning):
     """Load ``init_from``'s matching weights when a fit starts afresh; freeze the pretrained part for ``freeze_epochs``.
 
     The pretrained part is what came from ``init_from`` (every tensor whose name and shape match), or,
-    without it, the whole net of a backbone that loaded pretrained weights; the head (:func:`head_of`)
+    without it, the whole net of a backbone that loaded pretrained weights; the head (:func:`~litvision.models.heads.head_of`)
     trains throughout. A resumed fit keeps its own weights (the checkpoint's) and freezes the same
     tensors: their names are this callback's checkpoint state. Frozen means ``requires_grad`` off and,
     unless ``train_bn``, BatchNorm statistics held (``track_running_stats`` off while training). The
@@ -77,9 +65,9 @@ class FineTuning(BaseFinetuning):
     they have no gradient, so they do not move until they are unfrozen at epoch ``freeze_epochs``.
     """
 
-    def __init__(self, init_from: str | None = None, freeze_epochs: int = 0, train_bn: bool = False):
+    def __init__(self, init_from: str | None = None, freeze_epochs: int = 0, freeze_batchnorm: bool = True):
         super().__init__()
-        self.init_from, self.freeze_epochs, self.train_bn = init_from, freeze_epochs, train_bn
+        self.init_from, self.freeze_epochs, self.train_bn = init_from, freeze_epochs, not freeze_batchnorm
         self.loaded: list[str] | None = None  # the net's tensors from init_from; None: all (a pretrained backbone)
 
     def state_dict(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import PILToTensor
 
-from litvision.data import audit as data_audit
+import litvision.data.audit as data_audit
 from litvision.data.audit import check_drop_duplicates
 from litvision.data.augment import Augmentation
 from litvision.data.datasets import DATASETS, ensure_available, load_split

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from litvision.data import audit as data_audit
+import litvision.data.audit as data_audit
 from litvision.data.datamodule import ImageDataModule
 from litvision.data.folder_cache import FolderCache
 from litvision.data.folder_files import (

@@ -20,7 +20,7 @@ from torchmetrics.classification import (
 
 @dataclass
 class Predictions:
-    """What ``test_predictions.npz`` holds (see :mod:`litvision.callbacks.report`).
+    """What ``test_predictions.npz`` holds (see :mod:`litvision.report.callback`).
 
     Either the whole softmax (``probabilities``, few classes) or, per image, the ``k`` most likely
     classes with their probabilities and the probability of the true class (many classes). Everything

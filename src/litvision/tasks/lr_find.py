@@ -21,7 +21,7 @@ from omegaconf import DictConfig, open_dict
 
 from litvision.support import atomic
 from litvision.support.errors import LitvisionError
-from litvision.support.instantiate import build, plain
+from litvision.support.instantiate import build, build_each, plain
 from litvision.support.precision import resolve_trainer_precision
 from litvision.support.render import save_png
 
@@ -41,7 +41,10 @@ def lr_find(cfg: DictConfig) -> dict[str, float]:
     datamodule = build(cfg.data, "data")
     model = build(cfg.model, "model", data_config=plain(cfg.data), seed=cfg.seed)
     resolve_trainer_precision(cfg.trainer)
-    trainer = build(cfg.trainer, "trainer", callbacks=[], logger=False, enable_checkpointing=False)
+    # Only the fine-tuning callback: the range test of a fine-tuning run starts from its pretrained weights.
+    finetuning = {"finetuning": cfg.callbacks.get("finetuning")} if cfg.get("callbacks") else {}
+    callbacks = build_each(finetuning, "callbacks")
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=False, enable_checkpointing=False)
     finder = Tuner(trainer).lr_find(
         model,
         datamodule=datamodule,

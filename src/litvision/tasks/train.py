@@ -8,7 +8,6 @@ import secrets
 import lightning as L
 from omegaconf import DictConfig, open_dict
 
-from litvision.callbacks.report import write_run_report
 from litvision.models.pretrained import apply_weights_preprocessing
 from litvision.support import provenance
 from litvision.support.checkpoint import check_resumable, check_same_data, check_training_left, read_checkpoint
@@ -75,5 +74,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:  # <run dir>/metrics.json: what scripts/summarize.py tabulates across a sweep
         write_metrics(cfg.paths.output_dir, metrics, epochs=trainer.current_epoch, seed=seed)
         provenance.finish(cfg.paths.output_dir)
-        write_run_report(trainer)  # report.html (callbacks.report), from the files the run left
+        for callback in trainer.callbacks:  # features that read the finished run's files (the report): on_run_end
+            on_run_end = getattr(callback, "on_run_end", None)
+            if callable(on_run_end):
+                on_run_end(trainer)
     return metrics

@@ -15,7 +15,7 @@
   the data audit.
 
 The provenance (``provenance.json``, written by the training task) goes to TensorBoard's text tab at
-fit start. :func:`write_run_report` (called by the training task once ``metrics.json`` exists) saves
+fit start. :meth:`RunReport.on_run_end` (called by the training task once ``metrics.json`` exists) saves
 the files and writes ``report.html`` with :mod:`litvision.report`.
 """
 
@@ -32,17 +32,22 @@ from lightning import Callback, LightningModule, Trainer
 
 from litvision.callbacks.figures import LearningCurves
 from litvision.callbacks.support import class_names, displayable, output_dir, step_logits, tensorboard_writer
+from litvision.models.profile import format_summary, profile, totals
 from litvision.report.run_page import DATA_FILE, PREDICTIONS_FILE, REPORT_FILE, write_run_page
 from litvision.support.atomic import atomic_open
 from litvision.support.provenance import PROVENANCE_FILE, as_text
 from litvision.support.records import read_json, write_json
-from litvision.tasks.model_summary import format_summary, profile, totals
 
 log = logging.getLogger(__name__)
 
 
 class RunReport(Callback):
     """Collects the test predictions, curves, model summary, timing and audit a run's ``report.html`` shows."""
+
+    def on_run_end(self, trainer: Trainer) -> Path | None:
+        """Called by the training task once the run's metrics.json is written (the run-end hook the task calls
+        on every callback that has one): saves the report's data and writes report.html."""
+        return _write_report(self, trainer)
 
     def __init__(
         self, dirpath: str | None = None, num_highest_loss: int = 16, calibration_bins: int = 15, top_k: int = 10
@@ -166,14 +171,8 @@ class RunReport(Callback):
         return run_dir
 
 
-def write_run_report(trainer: Trainer) -> Path | None:
-    """Save the report's data and write ``report.html``, when the run has a :class:`RunReport` (rank 0 only).
-
-    The page comes last, after ``metrics.json``: a failure to draw it is logged and never fails the
-    finished run (``scripts/report.py <run dir>`` draws it again).
-    """
-    reporter = next((cb for cb in trainer.callbacks if isinstance(cb, RunReport)), None)
-    if reporter is None or not trainer.is_global_zero:
+def _write_report(reporter: RunReport, trainer: Trainer) -> Path | None:
+    if not trainer.is_global_zero:
         return None
     if trainer.fast_dev_run:  # debug=fdr checks the wiring with one batch: no numbers worth a page
         log.info("no %s for a fast_dev_run", REPORT_FILE)
