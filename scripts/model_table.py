@@ -16,8 +16,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from litvision.models.profile import format_count, profile, totals
 from litvision.support.instantiate import build
-from litvision.tasks.model_summary import format_count, profile, totals
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "models.md"

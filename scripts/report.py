@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
             written = write_run_page(folder)
         else:
-            from litvision.report.sweep_page import write_sweep_page
+            from litvision.sweeps.page import write_sweep_page
             from litvision.sweeps.results_table import read_runs
 
             try:

@@ -19,8 +19,8 @@ from conftest import QUIET, compose_train, require_real_data, run_main
 from datafiles import write_image_folder
 from litvision.report import analysis
 from litvision.report.run_page import _audit
-from litvision.report.sweep_page import write_sweep_page
 from litvision.support import provenance
+from litvision.sweeps.page import write_sweep_page
 from litvision.tasks.train import train
 
 SECTIONS = ("curves", "test", "highest-loss", "calibration", "model", "data-audit", "provenance", "config")

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from litvision.report import analysis
-from litvision.report.html import image, note, page, table
 from litvision.support.atomic import write_text
 from litvision.support.errors import LitvisionError, first_line
+from litvision.support.html import image, note, page, table
 from litvision.support.provenance import PATCH_FILE, PROVENANCE_FILE
 from litvision.support.records import METRICS_FILE, STATUS_FILE, read_json
 from litvision.support.render import confusion_picture, curves_figure, image_grid

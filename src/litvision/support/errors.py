@@ -29,3 +29,9 @@ def first_line(error: BaseException, limit: int | None = 200, typed: bool = Fals
     if not line:
         return name
     return f"{name}: {line}" if typed else line
+
+
+def printable(text: str) -> str:
+    """``text`` from a file (a file or folder name, a saved value) with its control characters (newlines,
+    terminal escapes) written as escapes: shown to a person, never obeyed by their terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from litvision.support.atomic import atomic_open
+from litvision.support.errors import printable
 from litvision.support.records import (
     INCOMPLETE,
     METRICS_FILE,
@@ -241,11 +242,6 @@ def _row(cells: list[str]) -> str:
 
 def _cell(text: str) -> str:
     return printable(text).replace("|", "\\|")
-
-
-def printable(text: str) -> str:
-    """``text`` with its control characters (newlines, terminal escapes) written as escapes: shown, never obeyed."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _finite(value) -> bool:

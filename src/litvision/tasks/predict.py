@@ -30,9 +30,8 @@ from litvision.data.images import IMAGE_SUFFIXES, RESIZE_MODES, read_image
 from litvision.data.normalization import Normalization
 from litvision.support.atomic import atomic_open
 from litvision.support.checkpoint import read_checkpoint, saved_configs
-from litvision.support.errors import DataError, LitvisionError, first_line
+from litvision.support.errors import DataError, LitvisionError, first_line, printable
 from litvision.support.render import image_grid, save_png
-from litvision.sweeps.results_table import printable
 
 log = logging.getLogger(__name__)
 

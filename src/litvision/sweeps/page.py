@@ -18,13 +18,12 @@ from urllib.parse import quote
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from litvision.report.html import image, note, page
-from litvision.report.run_page import DATA_FILE, REPORT_FILE
 from litvision.support import atomic
+from litvision.support.errors import printable
+from litvision.support.html import image, note, page
 from litvision.support.records import OK, UnreadableFile, is_number, load_json_object
 from litvision.sweeps.results_table import (
     Run,
-    printable,
     read_runs,
     seed_groups,
     shared_settings,
@@ -33,6 +32,10 @@ from litvision.sweeps.results_table import (
 )
 
 SHOWN = ("val/acc_best", "test/acc", "test/loss")
+
+# The sweep's page, and each run's report and its data where the run has one (the report feature writes
+# them; without it the page links no run report and draws no curves).
+REPORT_FILE, DATA_FILE = "report.html", "report_data.json"
 
 
 def write_sweep_page(sweep_dir: str | Path, metric: str = "val/acc_best", ascending: bool = False) -> Path:
