@@ -40,7 +40,7 @@ QUIET = [
     "callbacks.progress_bar=null",
     "callbacks.rich_model_summary=null",
     "trainer.enable_progress_bar=false",
-    "callbacks.report=null",
+    *(["callbacks.report=null"] if (CONF_DIR / "callbacks" / "report.yaml").exists() else []),  # a fork may drop it
 ]
 
 

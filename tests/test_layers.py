@@ -76,7 +76,7 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_every_package_is_placed_in_a_layer(graph):
-    assert {package(name) for name in graph} - {"litvision"} == set(LAYER)
+    assert {package(name) for name in graph} - {"litvision"} <= set(LAYER)  # a fork may have deleted features
 
 
 def test_imports_only_go_down_the_layers(graph):

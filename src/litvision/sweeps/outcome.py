@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 
-from litvision.support.records import FAILED, OK, PRUNED, is_pruned, one_line
+from litvision.support.job_status import classify
+from litvision.support.records import FAILED, OK, PRUNED
 
 
 @dataclass
@@ -18,16 +19,6 @@ class JobOutcome:
     status: str
     value: Any = None
     error: str | None = None
-
-
-def classify(job: JobReturn) -> tuple[str, str | None]:
-    """(ok, None), (failed, the error in one line) or (pruned, the pruning message) for a finished job."""
-    if job.status == JobStatus.COMPLETED:
-        return OK, None
-    # The exception itself: JobReturn's public .return_value re-raises it instead of returning it.
-    error = job._return_value
-    message = one_line(error) if isinstance(error, BaseException) else str(error)
-    return (PRUNED if is_pruned(error) else FAILED), message
 
 
 def job_outcome(job: JobReturn, number: int) -> JobOutcome:

@@ -12,15 +12,24 @@ import logging
 import time
 from typing import Any
 
-from hydra.core.utils import JobReturn
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from litvision.support.records import FAILED, write_status
+from litvision.support.records import FAILED, OK, PRUNED, is_pruned, one_line, write_status
 from litvision.support.runtime import is_rank_zero
-from litvision.sweeps.outcome import classify
 
 log = logging.getLogger(__name__)
+
+
+def classify(job: JobReturn) -> tuple[str, str | None]:
+    """(ok, None), (failed, the error in one line) or (pruned, the pruning message) for a finished job."""
+    if job.status == JobStatus.COMPLETED:
+        return OK, None
+    # The exception itself: JobReturn's public .return_value re-raises it instead of returning it.
+    error = job._return_value
+    message = one_line(error) if isinstance(error, BaseException) else str(error)
+    return (PRUNED if is_pruned(error) else FAILED), message
 
 
 class JobStatusFile(Callback):
