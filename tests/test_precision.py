@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-from lightning import Trainer
 
 import litvision.support.precision
 from conftest import QUIET, compose_train
-from litvision.support.precision import choose_precision, has_bfloat16_instructions, warn_if_bfloat16_is_emulated
+from litvision.support.precision import choose_precision, has_bfloat16_instructions
 from litvision.tasks.train import train
 
 WARNING = "on a CPU without bfloat16 instructions (AVX512-BF16 or AMX)"
@@ -43,19 +42,6 @@ def test_cpuinfo_tells_whether_bfloat16_is_native(cpuinfos, tmp_path):
     assert has_bfloat16_instructions(cpuinfos["emulated"]) is False  # the second processor does not count
     assert has_bfloat16_instructions(cpuinfos["arm"]) is None  # no x86 flags: unknown, no warning
     assert has_bfloat16_instructions(tmp_path / "missing") is None  # no /proc/cpuinfo (macOS)
-
-
-@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true", "32-true"])
-def test_a_cpu_trainer_in_bfloat16_warns_only_where_the_cpu_emulates_it(cpuinfos, precision, caplog):
-    trainer = Trainer(accelerator="cpu", precision=precision, logger=False, enable_checkpointing=False)
-    with caplog.at_level(logging.WARNING, logger="litvision.support.precision"):
-        assert not warn_if_bfloat16_is_emulated(trainer, cpuinfos["native"])
-        assert not warn_if_bfloat16_is_emulated(trainer, cpuinfos["arm"])
-        assert WARNING not in caplog.text
-        warned = warn_if_bfloat16_is_emulated(trainer, cpuinfos["emulated"])
-    assert warned == precision.startswith("bf16")
-    assert (f"trainer.precision={precision} {WARNING}" in caplog.text) == warned
-    assert ("trainer.precision=32-true" in caplog.text) == warned  # the fix, named
 
 
 def test_a_bf16_training_run_on_such_a_cpu_warns_and_still_runs(cpuinfos, tiny_data_dir, tmp_path, monkeypatch, caplog):

@@ -23,9 +23,11 @@ import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
@@ -35,7 +37,7 @@ from litvision.data.datasets import DATASETS
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.support.errors import LitvisionError
 from litvision.support.instantiate import build, build_each
-from litvision.support.precision import warn_if_bfloat16_is_emulated
+from litvision.support.precision import BF16_EMULATED, has_bfloat16_instructions
 from litvision_lab.benchmark_meters import MemoryMeter, RandomStream
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,17 @@ class Result:
     def seconds_per_epoch(self) -> float:
         steady = self.epoch_seconds[1:] or self.epoch_seconds
         return statistics.median(steady)
+
+
+def warn_if_bfloat16_is_emulated(trainer: L.Trainer, cpuinfo: Path | None = None) -> bool:
+    """Log a warning (and return True) when ``trainer`` trains in bfloat16 on a CPU that emulates it."""
+    precision = str(trainer.precision)
+    if not precision.startswith("bf16") or not isinstance(trainer.accelerator, CPUAccelerator):
+        return False
+    if has_bfloat16_instructions(cpuinfo) is not False:
+        return False
+    log.warning("trainer.precision=%s %s", precision, BF16_EMULATED)
+    return True
 
 
 def _sync(device: torch.device) -> None:

@@ -115,3 +115,24 @@ def test_benchmark_refuses_bad_options_in_one_line(override, expected, tmp_path)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true", "32-true"])
+def test_a_cpu_trainer_in_bfloat16_warns_only_where_the_cpu_emulates_it(precision, tmp_path, caplog):
+    import logging
+
+    from lightning import Trainer
+
+    from litvision_lab.benchmark_ways import warn_if_bfloat16_is_emulated
+
+    native, emulated = tmp_path / "zen4", tmp_path / "zen3"
+    native.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    emulated.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2\n")
+    trainer = Trainer(accelerator="cpu", precision=precision, logger=False, enable_checkpointing=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="litvision_lab.benchmark_ways"):
+        assert not warn_if_bfloat16_is_emulated(trainer, native)
+        assert "trainer.precision=" not in caplog.text
+        warned = warn_if_bfloat16_is_emulated(trainer, emulated)
+    assert warned == precision.startswith("bf16")
+    assert ("trainer.precision=32-true" in caplog.text) == warned  # the fix, named

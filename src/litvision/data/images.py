@@ -16,7 +16,6 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,11 +33,6 @@ def _readable_suffixes() -> frozenset[str]:
 
 
 IMAGE_SUFFIXES: frozenset[str] = _readable_suffixes()  # lower-case, with the dot: ".png", ".jpg", ...
-
-
-def is_image_file(path: str | Path) -> bool:
-    """Whether ``path``'s suffix is one Pillow opens (the content is checked only when it is decoded)."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

@@ -14,8 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from lightning import Trainer
-from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator, MPSAccelerator
+from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +22,7 @@ CPUINFO = Path("/proc/cpuinfo")  # the flag source: tests point it at a file of 
 BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}  # x86 flags of native bfloat16 arithmetic
 # ONEDNN_MAX_CPU_ISA values that keep oneDNN's convolutions off those instructions (it then emulates bfloat16).
 ONEDNN_CAPS_BELOW_BFLOAT16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
-_EMULATED = (
+BF16_EMULATED = (
     "on a CPU without bfloat16 instructions (AVX512-BF16 or AMX): torch emulates them, and a step takes "
     "many times as long as with trainer.precision=32-true (or auto)"
 )
@@ -93,23 +92,12 @@ def choose_precision(requested, accelerator="auto", cpuinfo: Path | None = None)
     if requested == "16-mixed":  # Lightning's own swap, said here with the user's spelling
         log.warning(
             "trainer.precision=16-mixed runs as bf16-mixed: a CPU has no float16 mixed precision%s",
-            f"; bf16-mixed {_EMULATED}" if emulated else "",
+            f"; bf16-mixed {BF16_EMULATED}" if emulated else "",
         )
         return "bf16-mixed"
     if emulated:
-        log.warning("trainer.precision=%s %s", requested, _EMULATED)
+        log.warning("trainer.precision=%s %s", requested, BF16_EMULATED)
     return requested
-
-
-def warn_if_bfloat16_is_emulated(trainer: Trainer, cpuinfo: Path | None = None) -> bool:
-    """Log a warning (and return True) when ``trainer`` trains in bfloat16 on a CPU that emulates it."""
-    precision = str(trainer.precision)
-    if not precision.startswith("bf16") or not isinstance(trainer.accelerator, CPUAccelerator):
-        return False
-    if has_bfloat16_instructions(cpuinfo) is not False:
-        return False
-    log.warning("trainer.precision=%s %s", precision, _EMULATED)
-    return True
 
 
 def resolve_trainer_precision(trainer_cfg) -> None:
