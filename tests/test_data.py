@@ -14,7 +14,7 @@ from datafiles import IDX_NAMES, write_cifar10, write_idx_dataset
 from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from litvision.data.augment import augment_batch, cutout, random_crop, random_flip
 from litvision.data.datamodule import kfold_indices
-from litvision.data.datasets import ensure_available
+from litvision.data.datasets import FASHION_MNIST_FILES, MNIST_FILES, ensure_available
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.support.errors import DataError
 from litvision.support.instantiate import build
@@ -51,7 +51,7 @@ def test_reads_torchvision_layout_and_splits_train_into_train_and_val(tmp_path):
 def test_system_copy_is_decompressed_into_data_dir(tmp_path):
     system_copy = write_idx_dataset(tmp_path / "system", gzipped=True)
     data_dir = tmp_path / "data"
-    ensure_available("fashion_mnist", data_dir, search_dirs=[system_copy], download=False)
+    ensure_available(FASHION_MNIST_FILES, data_dir, search_dirs=[system_copy], download=False)
     for name in IDX_NAMES.values():
         target = data_dir / "FashionMNIST" / "raw" / name
         assert target.read_bytes() == gzip.decompress((system_copy / f"{name}.gz").read_bytes())
@@ -64,13 +64,13 @@ def test_corrupt_system_copy_names_the_file_and_leaves_nothing_behind(tmp_path):
     broken.write_bytes(broken.read_bytes()[:300])  # truncated download
     data_dir = tmp_path / "data"
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz"):
-        ensure_available("mnist", data_dir, search_dirs=[system_copy], download=False)
+        ensure_available(MNIST_FILES, data_dir, search_dirs=[system_copy], download=False)
     raw = data_dir / "MNIST" / "raw"
     assert not (raw / "t10k-images-idx3-ubyte").exists()
     assert not list(raw.glob(".*partial"))
     # Once the file is good again, the next run completes the folder instead of failing differently.
     write_idx_dataset(tmp_path / "system", gzipped=True)
-    ensure_available("mnist", data_dir, search_dirs=[system_copy], download=False)
+    ensure_available(MNIST_FILES, data_dir, search_dirs=[system_copy], download=False)
     assert (raw / "t10k-images-idx3-ubyte").is_file()
 
 
@@ -94,7 +94,7 @@ def test_corrupt_cifar_batch_is_named(tmp_path):
 
 def test_missing_dataset_lists_the_places_looked_at(tmp_path):
     with pytest.raises(DataError) as caught:
-        ensure_available("fashion_mnist", tmp_path / "empty", search_dirs=[tmp_path / "nowhere"], download=False)
+        ensure_available(FASHION_MNIST_FILES, tmp_path / "empty", search_dirs=[tmp_path / "nowhere"], download=False)
     message = str(caught.value)
     assert "Fashion-MNIST not found" in message
     assert str(tmp_path / "empty" / "FashionMNIST" / "raw") in message and str(tmp_path / "nowhere") in message

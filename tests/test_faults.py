@@ -27,7 +27,7 @@ from conftest import DEBIAN_FASHION_MNIST, QUIET, ROOT, compose_train, require_r
 from datafiles import IDX_NAMES, idx_bytes, write_cifar10, write_idx_dataset
 from litvision.data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from litvision.data.cifar import CIFAR10Files
-from litvision.data.datasets import ensure_available
+from litvision.data.datasets import FASHION_MNIST_FILES, ensure_available
 from litvision.support.checkpoint import read_checkpoint
 from litvision.support.errors import DataError
 from litvision.tasks.train import train
@@ -131,7 +131,7 @@ def test_count_and_shape_mismatches_are_named(tmp_path):
 
 def test_archives_in_the_raw_folder_are_decompressed_and_checked(tmp_path):
     raw = write_idx_dataset(tmp_path / "FashionMNIST" / "raw", train=120, test=40, gzipped=True)
-    ensure_available("fashion_mnist", tmp_path, search_dirs=[], download=False)
+    ensure_available(FASHION_MNIST_FILES, tmp_path, search_dirs=[], download=False)
     datamodule = FashionMNISTDataModule(data_dir=str(tmp_path), val_size=20, download=False, **MNIST_FACTS)
     datamodule.setup("fit")
     assert datamodule.splits["test"][0].shape == (40, 1, 28, 28)
@@ -142,7 +142,7 @@ def test_archives_in_the_raw_folder_are_decompressed_and_checked(tmp_path):
     archive = raw / "train-images-idx3-ubyte.gz"
     archive.write_bytes(archive.read_bytes()[:200])
     with pytest.raises(DataError) as caught:
-        ensure_available("fashion_mnist", broken, search_dirs=[], download=False)
+        ensure_available(FASHION_MNIST_FILES, broken, search_dirs=[], download=False)
     one_line_naming(caught.value, str(archive))
     assert not (raw / "train-images-idx3-ubyte").exists()
 
@@ -154,7 +154,7 @@ def test_debians_archives_placed_in_the_raw_folder_are_found(tmp_path):
     raw.mkdir(parents=True)
     for name in IDX_NAMES.values():
         shutil.copy(debian / f"{name}.gz", raw)
-    ensure_available("fashion_mnist", tmp_path, search_dirs=[], download=False)
+    ensure_available(FASHION_MNIST_FILES, tmp_path, search_dirs=[], download=False)
     header = (raw / "t10k-labels-idx1-ubyte").read_bytes()[:8]
     assert int.from_bytes(header[4:], "big") == 10000
     assert gzip.decompress((raw / "t10k-labels-idx1-ubyte.gz").read_bytes())[:8] == header

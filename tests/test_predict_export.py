@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from conftest import QUIET, compose_train, run_main
-from litvision.data.datasets import load_split
+from litvision.data.datasets import MNIST_FILES, load_split
 from litvision.support.checkpoint import read_checkpoint, saved_configs
 from litvision.tasks.export import check_batch, checkpoint_probabilities
 from litvision.tasks.train import train
@@ -30,7 +30,7 @@ def mnist_ckpt(tiny_data_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def train_images(tiny_data_dir) -> torch.Tensor:
-    return load_split("mnist", tiny_data_dir, train=True, num_classes=10, shape=(1, 28))[0][:8]
+    return load_split(MNIST_FILES, tiny_data_dir, train=True, num_classes=10, shape=(1, 28))[0][:8]
 
 
 def test_predict_writes_the_checkpoints_own_predictions(mnist_ckpt, train_images, tmp_path):

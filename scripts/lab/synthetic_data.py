@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from litvision.data.datasets import DATASETS
 from litvision.support.errors import LitvisionError
-from litvision_lab.synthetic import write_synthetic
+from litvision_lab.synthetic import DATASETS, write_synthetic
 
 
 def main(argv: list[str] | None = None) -> int:

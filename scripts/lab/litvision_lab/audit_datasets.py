@@ -38,9 +38,11 @@ def measure(dataset: str, source: Path, data_dir: Path, repeats: int, val_size: 
     from litvision.data.datasets import ensure_available, load_split
 
     module = {"fashion_mnist": FashionMNISTDataModule, "mnist": MNISTDataModule}[dataset]
-    ensure_available(dataset, data_dir, [str(source)], download=False)
-    train = load_split(dataset, data_dir, train=True)
-    test = load_split(dataset, data_dir, train=False)
+    from litvision_lab.synthetic import DATASETS
+
+    ensure_available(DATASETS[dataset], data_dir, [str(source)], download=False)
+    train = load_split(DATASETS[dataset], data_dir, train=True)
+    test = load_split(DATASETS[dataset], data_dir, train=False)
     names = [str(i) for i in range(10)]
     result = audit({"train": train, "test": test}, names)
     # A second opinion that shares no code with the audit: distinct rows of both files together.

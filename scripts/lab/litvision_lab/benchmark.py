@@ -21,13 +21,12 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 
-from litvision.data.datasets import DATASETS
 from litvision.support.precision import resolve_trainer_precision
 from litvision_lab.benchmark_ways import Result, device_of, run_ways
 from litvision_lab.machine_info import machine
 from litvision_lab.paths import ROOT
 from litvision_lab.runtime import apply_runtime
-from litvision_lab.synthetic import is_synthetic
+from litvision_lab.synthetic import DATASETS, is_synthetic
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,6 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from litvision.data.datasets import DATASETS
 from litvision.data.loader import EpochSampler, TensorBatchLoader
 from litvision.support.errors import LitvisionError
 from litvision.support.instantiate import build, build_each
@@ -298,7 +297,7 @@ def dataloader_way(cfg: DictConfig, device: torch.device) -> LoopWay:
     if datamodule.augment.get("flip"):
         augment.append(transforms.RandomHorizontalFlip())
     to_tensor = [transforms.ToTensor(), transforms.Normalize(mean, std)]
-    parser = DATASETS[datamodule.dataset].parser
+    parser = datamodule.files.parser
     train_set = parser(str(datamodule.data_dir), train=True, transform=transforms.Compose(augment + to_tensor))
     val_set = parser(str(datamodule.data_dir), train=True, transform=transforms.Compose(to_tensor))
     train_idx, val_idx = datamodule.split_indices(len(train_set))

@@ -55,7 +55,7 @@ def data_files(dataset: str, data_dir: Path, search_dirs) -> Path | None:
 
     The same places litvision.data.datasets.ensure_available looks, in its order, short of downloading.
     """
-    from litvision.data.datasets import DATASETS
+    from litvision_lab.synthetic import DATASETS
 
     spec = DATASETS[dataset]
     if all(path.is_file() for path in spec.paths(data_dir)):
@@ -85,13 +85,13 @@ def plan_experiment(experiment: str, extra: list[str], mnist_dir: Path | None, d
     from hydra.utils import get_class, instantiate
     from omegaconf import OmegaConf
 
-    from litvision.data.datasets import DATASETS
-    from litvision_lab.synthetic import OFFICIAL_SIZES, is_synthetic
+    from litvision_lab.synthetic import DATASETS, OFFICIAL_SIZES, is_synthetic
 
     plan = Plan(experiment)
     try:
         cfg = compose(experiment, extra)
-        dataset = get_class(cfg.data._target_).dataset
+        files = get_class(cfg.data._target_).files
+        dataset = next(name for name, spec in DATASETS.items() if spec is files)
         if dataset == "mnist" and mnist_dir is not None and not any(o.startswith("data.search_dirs") for o in extra):
             plan.extra = [f"data.search_dirs=[{mnist_dir}]"]
             cfg = compose(experiment, [*plan.extra, *extra])

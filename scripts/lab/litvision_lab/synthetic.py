@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from litvision.data.datasets import DATASETS
+from litvision.data.datasets import CIFAR10_FILES, FASHION_MNIST_FILES, MNIST_FILES
 from litvision.support.errors import DataError
 
 MARKER = "SYNTHETIC.txt"
@@ -28,6 +28,9 @@ IDX_NAMES = {
 }
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 OFFICIAL_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}
+
+# The built-in datasets by their data config name (data=mnist, ...): the lab writes and reads them.
+DATASETS = {"mnist": MNIST_FILES, "fashion_mnist": FASHION_MNIST_FILES, "cifar10": CIFAR10_FILES}
 
 
 def make_images(count: int, side: int, channels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,14 @@ from torchvision.transforms import PILToTensor
 import litvision.data.audit as data_audit
 from litvision.data.audit import check_drop_duplicates
 from litvision.data.augment import Augmentation
-from litvision.data.datasets import DATASETS, ensure_available, load_split
+from litvision.data.datasets import (
+    CIFAR10_FILES,
+    FASHION_MNIST_FILES,
+    MNIST_FILES,
+    DatasetFiles,
+    ensure_available,
+    load_split,
+)
 from litvision.data.loader import EpochSampler, MappedBatchLoader, TensorBatchLoader
 from litvision.data.mapped import MappedImages
 from litvision.data.normalization import Normalization
@@ -91,7 +98,7 @@ class ImageDataModule(LightningDataModule):
     split instead (k-fold cross-validation).
     """
 
-    dataset: str  # key into litvision.data.datasets.DATASETS
+    files: DatasetFiles | None = None  # where the files live, which torchvision class parses them (None: setup's own)
     native_shape: tuple[int, int]  # (channels, side) of the files
 
     def __init__(
@@ -123,7 +130,7 @@ class ImageDataModule(LightningDataModule):
         check_drop_duplicates(drop_duplicates)
         self.audit, self.drop_duplicates, self.audit_result = audit, drop_duplicates, None  # see data/audit.py
         check_data_options(
-            self.dataset,
+            self.files.name if self.files else type(self).__name__,
             self.native_shape,
             in_channels=in_channels,
             image_size=image_size,
@@ -160,18 +167,18 @@ class ImageDataModule(LightningDataModule):
 
     # -- files ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        ensure_available(self.dataset, self.data_dir, self.search_dirs, self.download)
+        ensure_available(self.files, self.data_dir, self.search_dirs, self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         # Each split is checked against the config: label range, one label per image, the declared shape.
         checks = {"num_classes": self.num_classes, "shape": self.native_shape}
-        images, labels = load_split(self.dataset, self.data_dir, train=True, **checks)
+        images, labels = load_split(self.files, self.data_dir, train=True, **checks)
         train_idx, val_idx = self.split_indices(len(images), labels)
         self.splits["train"] = (images[train_idx], labels[train_idx])
         self.splits["val"] = (images[val_idx], labels[val_idx])
-        self.splits["test"] = load_split(self.dataset, self.data_dir, train=False, **checks)
+        self.splits["test"] = load_split(self.files, self.data_dir, train=False, **checks)
         data_audit.run(self)  # class counts, duplicates across splits; drop_duplicates=test
 
     def split_indices(self, size: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,7 +220,7 @@ class ImageDataModule(LightningDataModule):
 
         Images stay uint8 (PILToTensor) so normalization and augmentation are the same as on the tensor path.
         """
-        parsed = DATASETS[self.dataset].parser(str(self.data_dir), train=split != "test", transform=PILToTensor())
+        parsed = self.files.parser(str(self.data_dir), train=split != "test", transform=PILToTensor())
         if split != "test":
             train_idx, val_idx = self.split_indices(len(parsed), torch.as_tensor(parsed.targets))
             parsed = Subset(parsed, (train_idx if split == "train" else val_idx).tolist())
@@ -294,17 +301,17 @@ class ImageDataModule(LightningDataModule):
 
 
 class MNISTDataModule(ImageDataModule):
-    dataset = "mnist"
+    files = MNIST_FILES
     native_shape = (1, 28)
 
 
 class FashionMNISTDataModule(ImageDataModule):
-    dataset = "fashion_mnist"
+    files = FASHION_MNIST_FILES
     native_shape = (1, 28)
 
 
 class CIFAR10DataModule(ImageDataModule):
-    dataset = "cifar10"
+    files = CIFAR10_FILES
     native_shape = (3, 32)
 
 

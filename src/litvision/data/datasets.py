@@ -34,36 +34,40 @@ class DatasetFiles:
     folder: str  # the folder torchvision reads, relative to data_dir
     files: tuple[str, ...]  # the files torchvision needs inside that folder
     gzipped: bool  # system copies hold ``<file>.gz`` (the MNIST family)
+    debian_package: str | None = None  # a package that installs a system copy, named in the missing-files error
 
     def paths(self, data_dir: Path) -> list[Path]:
         return [data_dir / self.folder / f for f in self.files]
 
 
-_IDX_FILES = (
+IDX_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
 
-DATASETS = {
-    "mnist": DatasetFiles("MNIST", tv_datasets.MNIST, "MNIST/raw", _IDX_FILES, gzipped=True),
-    "fashion_mnist": DatasetFiles(
-        "Fashion-MNIST", tv_datasets.FashionMNIST, "FashionMNIST/raw", _IDX_FILES, gzipped=True
-    ),
-    "cifar10": DatasetFiles(
-        "CIFAR-10",
-        CIFAR10Files,
-        "cifar-10-batches-py",
-        tuple(name for name, _ in CIFAR10Files.train_list + CIFAR10Files.test_list) + ("batches.meta",),
-        gzipped=False,
-    ),
-}
+# The files of the built-in datasets; each data module names its own (``files`` of an ImageDataModule).
+MNIST_FILES = DatasetFiles("MNIST", tv_datasets.MNIST, "MNIST/raw", IDX_FILES, gzipped=True)
+FASHION_MNIST_FILES = DatasetFiles(
+    "Fashion-MNIST",
+    tv_datasets.FashionMNIST,
+    "FashionMNIST/raw",
+    IDX_FILES,
+    gzipped=True,
+    debian_package="dataset-fashion-mnist",
+)
+CIFAR10_FILES = DatasetFiles(
+    "CIFAR-10",
+    CIFAR10Files,
+    "cifar-10-batches-py",
+    tuple(name for name, _ in CIFAR10Files.train_list + CIFAR10Files.test_list) + ("batches.meta",),
+    gzipped=False,
+)
 
 
-def ensure_available(dataset: str, data_dir: str | Path, search_dirs=(), download: bool = True) -> None:
+def ensure_available(spec: DatasetFiles, data_dir: str | Path, search_dirs=(), download: bool = True) -> None:
     """Make the dataset's files exist under ``data_dir`` or raise one :class:`DataError`."""
-    spec = DATASETS[dataset]
     data_dir = Path(data_dir).expanduser()
     if all(p.is_file() for p in spec.paths(data_dir)):
         return
@@ -87,7 +91,7 @@ def ensure_available(dataset: str, data_dir: str | Path, search_dirs=(), downloa
         f"{spec.name} not found. Looked in: {', '.join(looked_at)}; torchvision download failed: "
         f"{download_error}.\nFix: put the files in torchvision's layout under {data_dir / spec.folder}, "
         f"or set data.data_dir=<folder that holds them>"
-        + (", or on Debian/Ubuntu: apt-get install dataset-fashion-mnist" if dataset == "fashion_mnist" else "")
+        + (f", or on Debian/Ubuntu: apt-get install {spec.debian_package}" if spec.debian_package else "")
         + ", or run once with internet access."
     )
 
@@ -207,7 +211,7 @@ def check_split(
 
 
 def load_split(
-    dataset: str,
+    spec: DatasetFiles,
     data_dir: str | Path,
     train: bool,
     num_classes: int | None = None,
@@ -218,7 +222,6 @@ def load_split(
     ``num_classes`` and ``shape`` (channels, side) are what the data config declares; each split is
     checked against them (see :func:`check_split`).
     """
-    spec = DATASETS[dataset]
     data_dir = Path(data_dir)
     try:
         parsed = spec.parser(str(data_dir), train=train, download=False)
