@@ -233,3 +233,11 @@ def test_backbone_lr_scale_needs_pretrained_weights(tmp_path):
         _model(["data=mnist", "model.backbone_lr_scale=0.1"], tmp_path)
     with pytest.raises(LitvisionError, match=r"must be a number in \(0, 1\]"):
         _model(["data=mnist", "model.backbone_lr_scale=0"], tmp_path)
+
+
+def test_fine_tuning_options_without_the_finetuning_callback_stop_in_one_line(mnist_ckpt, tiny_data_dir, tmp_path):
+    from conftest import run_main, tiny_mlp_args
+
+    args = tiny_mlp_args(tiny_data_dir, tmp_path, f"model.init_from={mnist_ckpt}", "callbacks.finetuning=null")
+    result = run_main("train.py", *[a for a in args if a != "model=mlp"], check=False)
+    assert result.returncode == 2 and "leave callbacks.finetuning in" in result.stderr

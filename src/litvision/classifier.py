@@ -166,6 +166,19 @@ class ImageClassifier(LightningModule):
         attached = {type(callback) for callback in self.trainer.callbacks}
         return [callback for callback in callbacks if type(callback) not in attached]
 
+    def on_fit_start(self) -> None:
+        hparams = self.hparams
+        carried = any(
+            getattr(callback, "init_from", None) == hparams.init_from
+            and getattr(callback, "freeze_epochs", None) == hparams.freeze_epochs
+            for callback in self.trainer.callbacks
+        )
+        if (hparams.init_from or hparams.freeze_epochs) and not carried:  # never a silently ignored option
+            raise LitvisionError(
+                "model.init_from and model.freeze_epochs are carried out by the finetuning callback, which this "
+                "run does not have: leave callbacks.finetuning in (conf/callbacks/finetuning.yaml)"
+            )
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

@@ -26,7 +26,7 @@ from litvision_lab.benchmark_ways import Result, device_of, run_ways
 from litvision_lab.machine_info import machine
 from litvision_lab.paths import ROOT
 from litvision_lab.runtime import apply_runtime
-from litvision_lab.synthetic import DATASETS, is_synthetic
+from litvision_lab.synthetic import dataset_name, is_synthetic
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,8 @@ def benchmark(cfg: DictConfig) -> dict[str, float]:
 
 def _synthetic(cfg: DictConfig) -> bool:
     """Whether the run read files written by scripts/lab/synthetic_data.py (its marker beside them)."""
-    dataset = getattr(get_class(cfg.data._target_), "dataset", None)  # None for a data module of one's own
-    return dataset in DATASETS and is_synthetic(dataset, cfg.data.data_dir)
+    dataset = dataset_name(getattr(get_class(cfg.data._target_), "files", None))
+    return dataset is not None and is_synthetic(dataset, cfg.data.data_dir)
 
 
 def record(history: Path, setup: dict, results: dict[str, Result]) -> dict:

@@ -85,13 +85,12 @@ def plan_experiment(experiment: str, extra: list[str], mnist_dir: Path | None, d
     from hydra.utils import get_class, instantiate
     from omegaconf import OmegaConf
 
-    from litvision_lab.synthetic import DATASETS, OFFICIAL_SIZES, is_synthetic
+    from litvision_lab.synthetic import DATASETS, OFFICIAL_SIZES, dataset_name, is_synthetic
 
     plan = Plan(experiment)
     try:
         cfg = compose(experiment, extra)
-        files = get_class(cfg.data._target_).files
-        dataset = next(name for name, spec in DATASETS.items() if spec is files)
+        dataset = dataset_name(get_class(cfg.data._target_).files)
         if dataset == "mnist" and mnist_dir is not None and not any(o.startswith("data.search_dirs") for o in extra):
             plan.extra = [f"data.search_dirs=[{mnist_dir}]"]
             cfg = compose(experiment, [*plan.extra, *extra])

@@ -126,6 +126,11 @@ def write_synthetic(
     return folder
 
 
+def dataset_name(files) -> str | None:
+    """The data config name (``mnist``...) of a data module's ``files``; None for a dataset of one's own."""
+    return next((name for name, spec in DATASETS.items() if spec is files), None)
+
+
 def is_synthetic(dataset: str, data_dir: str | Path) -> bool:
     """Whether ``data_dir`` holds synthetic files of ``dataset`` (written by :func:`write_synthetic`)."""
     return (Path(data_dir).expanduser() / DATASETS[dataset].folder / MARKER).is_file()
