@@ -23,7 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader, TensorDataset
 
 from litvision.callbacks.confusion import KEYS_FILE, ConfusionMatrix
-from litvision.callbacks.support import class_keys
+from litvision.callbacks.dashboard import class_keys
 from litvision.report import analysis
 from litvision.report.callback import RunReport
 from litvision.report.run_page import PREDICTIONS_FILE, REPORT_FILE, write_run_page

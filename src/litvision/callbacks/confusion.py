@@ -7,7 +7,7 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from litvision.callbacks.support import (
+from litvision.callbacks.dashboard import (
     add_picture,
     class_keys,
     class_names,
@@ -30,7 +30,7 @@ class ConfusionMatrix(Callback):
     - ``val_class_acc/<key>`` and ``test_class_acc/<key>`` scalars, logged with ``self.log_dict`` so
       every logger (CSV too) and ``callback_metrics`` get them. The key is the class name, any script,
       with ``/`` and whitespace made ``_`` and an index added where two names would meet
-      (:func:`~litvision.callbacks.support.class_keys`); when a key differs from its class name,
+      (:func:`~litvision.callbacks.dashboard.class_keys`); when a key differs from its class name,
       ``<dirpath>/class_keys.json`` lists each class's index, name and key;
     - ``<dirpath>/confusion_matrix.png`` when fit ends and again when test ends (test wins when both run),
       with or without any logger. Beyond 50 classes the picture shows the 50 most confused.

@@ -7,7 +7,7 @@ from collections import defaultdict
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
-from litvision.callbacks.support import output_dir
+from litvision.callbacks.dashboard import output_dir
 from litvision.support.render import curves_figure, save_png
 
 TRAIN_KEYS, VAL_KEYS = ("train/loss", "train/acc"), ("val/loss", "val/acc")

@@ -8,7 +8,7 @@ from typing import Any
 from lightning import Callback, LightningModule, Trainer
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from litvision.callbacks.support import tensorboard_writer
+from litvision.callbacks.dashboard import tensorboard_writer
 from litvision.support.checkpoint import DATA_CONFIG_KEY
 
 Scalar = (bool, int, float, str)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from lightning import Callback, LightningModule, Trainer
 
-from litvision.callbacks.support import (
+from litvision.callbacks.dashboard import (
     add_picture,
     announce_off,
     class_names,

@@ -30,8 +30,8 @@ import torch
 import torch.distributed as dist
 from lightning import Callback, LightningModule, Trainer
 
+from litvision.callbacks.dashboard import class_names, displayable, output_dir, step_logits, tensorboard_writer
 from litvision.callbacks.figures import LearningCurves
-from litvision.callbacks.support import class_names, displayable, output_dir, step_logits, tensorboard_writer
 from litvision.models.profile import format_summary, profile, totals
 from litvision.report.run_page import DATA_FILE, PREDICTIONS_FILE, REPORT_FILE, write_run_page
 from litvision.support.atomic import atomic_open

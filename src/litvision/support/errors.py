@@ -1,5 +1,7 @@
 """Errors that mean "the user's input is wrong": the scripts print them in one line, no traceback."""
 
+from collections.abc import Iterator
+
 from hydra.errors import CompactHydraException
 
 
@@ -35,3 +37,12 @@ def printable(text: str) -> str:
     """``text`` from a file (a file or folder name, a saved value) with its control characters (newlines,
     terminal escapes) written as escapes: shown to a person, never obeyed by their terminal."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def error_chain(error: BaseException | None) -> Iterator[BaseException]:
+    """``error`` and the errors it came from (``__cause__``, else ``__context__``), each once."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__

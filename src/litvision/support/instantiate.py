@@ -54,3 +54,17 @@ def shows_progress_bar(callbacks: list[Any]) -> bool:
 def plain(config: DictConfig | Mapping) -> dict:
     """A resolved plain-dict copy: what checkpoints and hyperparameter logs can hold."""
     return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
+
+
+def build_trainer(cfg: DictConfig, **kwargs: Any) -> Any:
+    """A task's Trainer from ``cfg.trainer`` (its precision already resolved), with the task's callbacks and
+    loggers; the Trainer options Lightning accepts and then misreads are checked first (one line)."""
+    from litvision.support.options import check_trainer_options
+
+    check_trainer_options(cfg.trainer)
+    callbacks = build_callbacks(cfg)
+    loggers = build_each(cfg.get("logger"), "logger")
+    bar = shows_progress_bar(callbacks)  # callbacks.progress_bar=null: no bar, rather than Lightning's own
+    return build(
+        cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar, **kwargs
+    )

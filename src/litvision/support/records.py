@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from litvision.support import atomic
-from litvision.support.errors import first_line
+from litvision.support.errors import error_chain, first_line
 
 METRICS_FILE = "metrics.json"
 STATUS_FILE = "status.json"
@@ -104,16 +104,12 @@ def write_status(run_dir: str | Path, status: str, **details: Any) -> None:
 
 def is_pruned(error: BaseException | None) -> bool:
     """True for optuna's TrialPruned, also when a DDP worker raised it and torch re-raised it as text."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if type(error).__name__ == "TrialPruned":
-            return True
-        # torch.multiprocessing's ProcessRaisedException carries the worker's traceback only as a string.
-        if type(error).__name__ == "ProcessRaisedException" and "TrialPruned" in str(error):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    # torch.multiprocessing's ProcessRaisedException carries the worker's traceback only as a string.
+    return any(
+        type(link).__name__ == "TrialPruned"
+        or (type(link).__name__ == "ProcessRaisedException" and "TrialPruned" in str(link))
+        for link in error_chain(error)
+    )
 
 
 def one_line(error: BaseException) -> str:

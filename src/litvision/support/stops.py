@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
+from litvision.support.errors import error_chain
+
 
 @dataclass(frozen=True)
 class Stopped:
@@ -29,11 +31,5 @@ class RunInterrupted(Exception):
 
 def find_stop(error: BaseException | None) -> Stopped | None:
     """The :class:`Stopped` record :class:`Interruption` attached to ``error`` or to an error it came from."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        stopped = getattr(error, "litvision_stopped", None)
-        if isinstance(stopped, Stopped):
-            return stopped
-        error = error.__cause__ or error.__context__
-    return None
+    found = (getattr(link, "litvision_stopped", None) for link in error_chain(error))
+    return next((stopped for stopped in found if isinstance(stopped, Stopped)), None)

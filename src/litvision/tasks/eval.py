@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from litvision.classifier import from_saved_config
 from litvision.support.checkpoint import read_checkpoint, saved_configs
-from litvision.support.instantiate import build, build_callbacks, build_each, plain, shows_progress_bar
+from litvision.support.instantiate import build, build_trainer, plain
 from litvision.support.precision import resolve_trainer_precision
 from litvision.support.records import scalars
 
@@ -24,11 +24,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     data_config = {**data_config, **test_data_overrides(cfg.data)}
     datamodule = build(data_config, "data")
     model = from_saved_config(model_config)
-    loggers = build_each(cfg.get("logger"), "logger")
     resolve_trainer_precision(cfg.trainer)
-    callbacks = build_callbacks(cfg)
-    bar = shows_progress_bar(callbacks)  # callbacks.progress_bar=null: no bar, rather than Lightning's own
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar)
+    trainer = build_trainer(cfg)
     trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = scalars(trainer.callback_metrics)
     log.info("test/acc=%.4f  (%s)", metrics.get("test/acc", float("nan")), cfg.ckpt_path)

@@ -12,8 +12,7 @@ from litvision.models.pretrained import apply_weights_preprocessing
 from litvision.support import provenance
 from litvision.support.checkpoint import check_resumable, check_same_data, check_training_left, read_checkpoint
 from litvision.support.errors import LitvisionError
-from litvision.support.instantiate import build, build_callbacks, build_each, plain, shows_progress_bar
-from litvision.support.options import check_trainer_options
+from litvision.support.instantiate import build, build_trainer, plain
 from litvision.support.precision import resolve_trainer_precision
 from litvision.support.records import scalars, write_metrics
 from litvision.support.runtime import is_rank_zero
@@ -21,16 +20,28 @@ from litvision.support.runtime import is_rank_zero
 log = logging.getLogger(__name__)
 
 
+def resolve_run_config(cfg: DictConfig) -> int:
+    """What the run decides about its own config, in one step before anything is built; returns the seed.
+
+    ``seed=null`` draws a seed (logged and saved, to repeat the run); a pretrained backbone's preprocessing
+    (mean, std, image size) goes into ``cfg.data``, so it is saved with the run; ``trainer.precision=auto``
+    becomes bf16-mixed or 32-true for this machine.
+    """
+    seed = cfg.get("seed")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+        log.info("seed=%d (drawn)", seed)
+    with open_dict(cfg):
+        cfg.seed = seed  # what ${seed} (data.shuffle_seed) resolves to from here on
+    apply_weights_preprocessing(cfg)
+    resolve_trainer_precision(cfg.trainer)
+    return seed
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg.model`` on ``cfg.data`` and test the best checkpoint; return the logged metrics."""
-    seed = cfg.get("seed")
-    if seed is None:  # seed=null draws one; it is logged and saved (metrics.json, checkpoint) to repeat the run
-        seed = secrets.randbelow(2**31)
-        with open_dict(cfg):
-            cfg.seed = seed  # what ${seed} (data.shuffle_seed) resolves to from here on
-        log.info("seed=%d (drawn)", seed)
+    seed = resolve_run_config(cfg)
     L.seed_everything(seed, workers=True)
-    apply_weights_preprocessing(cfg)  # a pretrained backbone's mean/std/size into cfg.data, saved with it
     checkpoint = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     if checkpoint is not None:  # a resume that cannot do what was asked stops before anything is built or written
         check_same_data(checkpoint, cfg.ckpt_path, plain(cfg.data))  # first: other data also means other net sizes
@@ -44,12 +55,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if checkpoint is not None:
         check_resumable(checkpoint, cfg.ckpt_path, model.hparams["net"])
 
-    resolve_trainer_precision(cfg.trainer)  # auto -> bf16-mixed or 32-true, before the callbacks read it
-    callbacks = build_callbacks(cfg)
-    loggers = build_each(cfg.get("logger"), "logger")
-    check_trainer_options(cfg.trainer)
-    bar = shows_progress_bar(callbacks)  # callbacks.progress_bar=null: no bar, rather than Lightning's own
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar)
+    trainer = build_trainer(cfg)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     if trainer.num_training_batches == 0 or trainer.limit_train_batches == 0:
