@@ -89,3 +89,13 @@ def write_image_folder(root: Path, classes: int = 10, per_class: int = 4) -> Pat
         for i in range(per_class):
             Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(root / f"class{label}" / f"{i}.png")
     return root
+
+
+class Planted:
+    """What a hostile pickle holds: unpickling it creates the file ``sentinel`` (a test asserts it never exists)."""
+
+    def __init__(self, sentinel: Path):
+        self.sentinel = str(sentinel)
+
+    def __reduce__(self):
+        return open, (self.sentinel, "w")

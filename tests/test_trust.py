@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from conftest import QUIET, compose_train, run_main
+from datafiles import Planted
 from litvision.support.checkpoint import read_checkpoint
 from litvision.support.errors import CheckpointError
 from litvision.support.file_config import UntrustedConfigError, check_targets, escape_interpolation
@@ -174,12 +175,8 @@ def test_lightning_reads_checkpoints_weights_only(saved, tmp_path):
 
     sentinel = tmp_path / "sentinel"
 
-    class Planted:
-        def __reduce__(self):
-            return (open, (str(sentinel), "w"))
-
     path = tmp_path / "pickled.ckpt"
-    torch.save({"state_dict": {}, "planted": Planted()}, path)
+    torch.save({"state_dict": {}, "planted": Planted(sentinel)}, path)
     with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
         AtomicCheckpointIO().load_checkpoint(path, weights_only=False)
     assert not sentinel.exists()

@@ -30,6 +30,7 @@ import torch
 
 import litvision.data.folder_files as folder_files
 from conftest import QUIET, ROOT, run_main
+from datafiles import Planted
 from litvision.data import FolderDataModule, read_image
 from litvision.data.folder_cache import FolderCache
 from litvision.data.images import read_image_array
@@ -215,16 +216,6 @@ def test_a_hostile_sidecar_means_decoding_again_never_a_traceback(case, tmp_path
     assert json.loads(sidecar.read_text()) == record  # the cache rebuilt whole
 
 
-class _RunsCode:
-    """What a hostile pickle holds: unpickling it creates the sentinel file."""
-
-    def __init__(self, sentinel: Path):
-        self.sentinel = sentinel
-
-    def __reduce__(self):
-        return Path.touch, (self.sentinel,)
-
-
 @pytest.mark.parametrize("case", ["pickled objects", "fortran order", "a zip archive"])
 def test_a_cache_array_that_is_not_a_plain_uint8_array_is_decoded_again(case, tmp_path, caplog):
     root = write_colour_folder(tmp_path / "images", per_class=6)
@@ -235,7 +226,7 @@ def test_a_cache_array_that_is_not_a_plain_uint8_array_is_decoded_again(case, tm
     cache.unlink()
     if case == "pickled objects":
         with open(cache, "wb") as handle:
-            np.save(handle, np.array([_RunsCode(sentinel)] * 3, dtype=object), allow_pickle=True)
+            np.save(handle, np.array([Planted(sentinel)] * 3, dtype=object), allow_pickle=True)
     elif case == "fortran order":
         np.save(cache, np.asfortranarray(genuine))
     else:

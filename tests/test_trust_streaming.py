@@ -8,7 +8,6 @@ index.json; test_data_scale converts a real folder with stream_convert and train
 
 from __future__ import annotations
 
-import builtins
 import json
 import shutil
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from litdata.streaming.writer import BinaryWriter
 
 from conftest import QUIET, compose_train, run_main
+from datafiles import Planted
 from litvision.data.streaming import StreamingDataModule
 from litvision.support.errors import DataError
 from litvision.support.instantiate import build
@@ -27,16 +27,6 @@ from test_faults import one_line_naming
 
 SHAPE = (1, 4, 4)
 CLASSES = ["a", "b"]
-
-
-class _Planter:
-    """What a hostile pickled sample holds: unpickling it opens (creates) ``path``."""
-
-    def __init__(self, path: Path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return builtins.open, (self.path, "w")
 
 
 def image(index: int, shape=SHAPE, dtype=torch.uint8) -> torch.Tensor:
@@ -102,7 +92,7 @@ def test_a_folder_in_stream_converts_format_gives_its_images_and_labels(tmp_path
 # -- the index is checked before LitData sees the folder -------------------------------------------------
 def test_a_pickle_index_runs_no_code_and_is_one_line(tmp_path):
     sentinel = tmp_path / "pwned"
-    hostile = write_streamed(tmp_path / "stream", sample=lambda index: {"image": _Planter(sentinel), "label": 0})
+    hostile = write_streamed(tmp_path / "stream", sample=lambda index: {"image": Planted(sentinel), "label": 0})
     assert json.loads((hostile / "train" / "index.json").read_text())["config"]["data_format"] == ["pickle", "int"]
     control = shutil.copytree(hostile / "train", tmp_path / "control")
     litdata.StreamingDataset(str(control))[0]  # what LitData alone does with it

@@ -122,6 +122,8 @@ def config_error_line(err: BaseException) -> str:
         return f"{cause.full_key} is required: pass {cause.full_key}=<value>"
     if isinstance(cause, InterpolationResolutionError) and cause.full_key:
         return f"{cause.full_key}: {first_line(cause, limit=None)}"
+    # Hydra gives these two no type or field of their own (a ConfigCompositionException's message is all there
+    # is): "An item is already at ..." here, and the "+key=value" it proposes (_added_form).
     already = re.search(r"An item is already at '([^']+)'.*remove \+ prefix: '([^']+)'", str(err), flags=re.S)
     if already:  # +key=value for a key the config has
         return f"{already.group(1)} is already in the config: set it without the +, {already.group(2)}"
