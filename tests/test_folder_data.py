@@ -226,7 +226,7 @@ def test_folder_problems_are_one_clear_error(layout, message, tmp_path):
     [
         ({"in_channels": 4}, "data.in_channels must be 1 or 3"),
         ({"image_size": 0}, "data.image_size must be an integer >= 1"),
-        ({"resize": "stretch"}, "data.resize must be one of crop, pad"),
+        ({"resize": "stretch"}, "data.resize must be crop or pad"),
         ({"on_bad_image": "ignore"}, "data.on_bad_image"),
         ({"val_fraction": 1.0}, "data.val_fraction must be in [0, 1)"),
         ({"val_fraction": 0.6, "test_fraction": 0.5}, "data.val_fraction + data.test_fraction must be < 1"),

@@ -7,14 +7,17 @@ import copy
 import csv
 import json
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import QUIET, compose_train, run_main, run_script
+from litvision.support.arguments import AtLeast, OneOf, check_arguments
 from litvision.support.checkpoint import read_checkpoint
 from litvision.support.cli import run_task
+from litvision.support.errors import LitvisionError
 from litvision.support.instantiate import build
 from litvision.tasks.train import train
 
@@ -245,3 +248,29 @@ def test_a_null_seed_is_drawn_logged_and_saved_so_the_run_can_be_repeated(tiny_d
     repeated = json.loads((tmp_path / "repeated" / "metrics.json").read_text())
     assert repeated["metrics"]["train/loss"] == record["metrics"]["train/loss"]
     assert repeated["seed"] == seed
+
+
+def test_an_argument_is_checked_against_its_own_annotation():
+    """The data modules' per-argument rules are their signatures' annotations (support/arguments.py)."""
+
+    def build(
+        size: Annotated[int, AtLeast(1)] = 1,
+        rate: Annotated[float, AtLeast(0)] | None = None,
+        mode: Annotated[str | bool, OneOf("auto", True, False)] = "auto",
+        flag: bool = True,
+        free: str = "",
+    ):
+        pass
+
+    check_arguments(build, {"size": 3, "rate": None, "mode": False, "flag": False, "free": "x"}, "data")
+    for values, line in [
+        ({"size": 0}, "data.size must be an integer >= 1 (got 0)"),
+        ({"size": True}, "data.size must be an integer >= 1 (got True)"),  # a bool is no integer
+        ({"size": 2.5}, "data.size must be an integer >= 1 (got 2.5)"),
+        ({"rate": -1}, "data.rate must be null or a number >= 0 (got -1)"),
+        ({"mode": 1}, "data.mode must be auto, true or false (got 1)"),  # 1 == True, but not a bool
+        ({"flag": "yes"}, "data.flag must be true or false (got 'yes')"),
+    ]:
+        with pytest.raises(LitvisionError) as raised:
+            check_arguments(build, values, "data")
+        assert str(raised.value) == line

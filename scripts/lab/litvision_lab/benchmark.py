@@ -114,7 +114,7 @@ def benchmark(cfg: DictConfig) -> dict[str, float]:
 
 def _synthetic(cfg: DictConfig) -> bool:
     """Whether the run read files written by scripts/lab/synthetic_data.py (its marker beside them)."""
-    dataset = dataset_name(getattr(get_class(cfg.data._target_), "files", None))
+    dataset = dataset_name(getattr(get_class(cfg.data._target_), "dataset_files", None))
     return dataset is not None and is_synthetic(dataset, cfg.data.data_dir)
 
 

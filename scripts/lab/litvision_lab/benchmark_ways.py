@@ -297,7 +297,7 @@ def dataloader_way(cfg: DictConfig, device: torch.device) -> LoopWay:
     if datamodule.augment.get("flip"):
         augment.append(transforms.RandomHorizontalFlip())
     to_tensor = [transforms.ToTensor(), transforms.Normalize(mean, std)]
-    parser = datamodule.files.parser
+    parser = datamodule.dataset_files.parser
     train_set = parser(str(datamodule.data_dir), train=True, transform=transforms.Compose(augment + to_tensor))
     val_set = parser(str(datamodule.data_dir), train=True, transform=transforms.Compose(to_tensor))
     train_idx, val_idx = datamodule.split_indices(len(train_set))

@@ -90,7 +90,7 @@ def plan_experiment(experiment: str, extra: list[str], mnist_dir: Path | None, d
     plan = Plan(experiment)
     try:
         cfg = compose(experiment, extra)
-        dataset = dataset_name(get_class(cfg.data._target_).files)
+        dataset = dataset_name(get_class(cfg.data._target_).dataset_files)
         if dataset == "mnist" and mnist_dir is not None and not any(o.startswith("data.search_dirs") for o in extra):
             plan.extra = [f"data.search_dirs=[{mnist_dir}]"]
             cfg = compose(experiment, [*plan.extra, *extra])

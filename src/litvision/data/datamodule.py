@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,8 @@ from litvision.data.datasets import (
 from litvision.data.loader import EpochSampler, MappedBatchLoader, TensorBatchLoader
 from litvision.data.mapped import MappedImages
 from litvision.data.normalization import Normalization
-from litvision.data.options import check_data_options
+from litvision.data.options import check_augment, check_data_options, check_folds
+from litvision.support.arguments import AtLeast, OneOf, check_arguments, locals_without_self
 from litvision.support.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -98,58 +100,45 @@ class ImageDataModule(LightningDataModule):
     split instead (k-fold cross-validation).
     """
 
-    files: DatasetFiles | None = None  # where the files live, which torchvision class parses them (None: setup's own)
+    dataset_files: DatasetFiles | None = (
+        None  # where the files live, which torchvision class parses them (None: setup's own)
+    )
     native_shape: tuple[int, int]  # (channels, side) of the files
 
     def __init__(
         self,
         data_dir: str = "data",
-        batch_size: int = 256,
-        eval_batch_size: int | None = None,
-        val_size: int = 5000,
-        split_seed: int = 0,
-        shuffle_seed: int = 0,
-        num_classes: int = 10,
-        in_channels: int | None = None,
-        image_size: int | None = None,
+        batch_size: Annotated[int, AtLeast(1)] = 256,
+        eval_batch_size: Annotated[int, AtLeast(1)] | None = None,
+        val_size: Annotated[int, AtLeast(0)] = 5000,
+        split_seed: Annotated[int, AtLeast(0)] = 0,
+        shuffle_seed: Annotated[int, AtLeast(0)] = 0,  # ${seed} by default: train.py draws one for seed=null
+        num_classes: Annotated[int, AtLeast(2)] = 10,
+        in_channels: Annotated[int, AtLeast(1)] | None = None,
+        image_size: Annotated[int, AtLeast(1)] | None = None,
         class_names: Sequence[str] = (),
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.5,),
         augment: dict | None = None,
         search_dirs: Sequence[str] = (),
         download: bool = True,
-        loader: str = "tensor",
-        num_workers: int = 0,
+        loader: Annotated[str, OneOf("tensor", "dataloader")] = "tensor",
+        num_workers: Annotated[int, AtLeast(0)] = 0,
         keep_on_device: bool = True,
-        num_folds: int | None = None,
-        fold: int = 0,
+        num_folds: Annotated[int, AtLeast(2)] | None = None,
+        fold: Annotated[int, AtLeast(0)] = 0,
         audit: bool = False,
         drop_duplicates: str = "none",
     ):
+        # Each argument against its annotation above (one line naming data.<argument>), before anything else.
+        check_arguments(ImageDataModule.__init__, locals_without_self(locals()), "data", DataError)
         super().__init__()
         check_drop_duplicates(drop_duplicates)
         self.audit, self.drop_duplicates, self.audit_result = audit, drop_duplicates, None  # see data/audit.py
-        check_data_options(
-            self.files.name if self.files else type(self).__name__,
-            self.native_shape,
-            in_channels=in_channels,
-            image_size=image_size,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            val_size=val_size,
-            split_seed=split_seed,
-            shuffle_seed=shuffle_seed,
-            num_classes=num_classes,
-            class_names=class_names,
-            mean=mean,
-            std=std,
-            augment=augment,
-            loader=loader,
-            num_workers=num_workers,
-            flags={"download": download, "keep_on_device": keep_on_device, "audit": audit},
-            num_folds=num_folds,
-            fold=fold,
-        )
+        name = self.dataset_files.name if self.dataset_files else type(self).__name__
+        check_data_options(name, self.native_shape, in_channels, image_size, num_classes, class_names, mean, std)
+        check_augment(dict(augment or {}), image_size or self.native_shape[1])
+        check_folds(num_folds, fold)
         native_channels, native_side = self.native_shape
         self.in_channels, self.image_size = in_channels or native_channels, image_size or native_side
         self.num_folds, self.fold = num_folds, fold
@@ -167,18 +156,18 @@ class ImageDataModule(LightningDataModule):
 
     # -- files ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        ensure_available(self.files, self.data_dir, self.search_dirs, self.download)
+        ensure_available(self.dataset_files, self.data_dir, self.search_dirs, self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         # Each split is checked against the config: label range, one label per image, the declared shape.
         checks = {"num_classes": self.num_classes, "shape": self.native_shape}
-        images, labels = load_split(self.files, self.data_dir, train=True, **checks)
+        images, labels = load_split(self.dataset_files, self.data_dir, train=True, **checks)
         train_idx, val_idx = self.split_indices(len(images), labels)
         self.splits["train"] = (images[train_idx], labels[train_idx])
         self.splits["val"] = (images[val_idx], labels[val_idx])
-        self.splits["test"] = load_split(self.files, self.data_dir, train=False, **checks)
+        self.splits["test"] = load_split(self.dataset_files, self.data_dir, train=False, **checks)
         data_audit.run(self)  # class counts, duplicates across splits; drop_duplicates=test
 
     def split_indices(self, size: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,7 +209,7 @@ class ImageDataModule(LightningDataModule):
 
         Images stay uint8 (PILToTensor) so normalization and augmentation are the same as on the tensor path.
         """
-        parsed = self.files.parser(str(self.data_dir), train=split != "test", transform=PILToTensor())
+        parsed = self.dataset_files.parser(str(self.data_dir), train=split != "test", transform=PILToTensor())
         if split != "test":
             train_idx, val_idx = self.split_indices(len(parsed), torch.as_tensor(parsed.targets))
             parsed = Subset(parsed, (train_idx if split == "train" else val_idx).tolist())
@@ -301,17 +290,17 @@ class ImageDataModule(LightningDataModule):
 
 
 class MNISTDataModule(ImageDataModule):
-    files = MNIST_FILES
+    dataset_files = MNIST_FILES
     native_shape = (1, 28)
 
 
 class FashionMNISTDataModule(ImageDataModule):
-    files = FASHION_MNIST_FILES
+    dataset_files = FASHION_MNIST_FILES
     native_shape = (1, 28)
 
 
 class CIFAR10DataModule(ImageDataModule):
-    files = CIFAR10_FILES
+    dataset_files = CIFAR10_FILES
     native_shape = (3, 32)
 
 

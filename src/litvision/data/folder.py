@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch.utils.data import DataLoader
@@ -31,9 +32,11 @@ from litvision.data.folder_files import (
     scan_folder,
     stratified_carve,
 )
+from litvision.data.images import RESIZE_MODES
 from litvision.data.mapped import MappedImages, human_size, memory_budget
 from litvision.data.normalization import Normalization
 from litvision.data.options import check_folder_options
+from litvision.support.arguments import AtLeast, OneOf, check_arguments, locals_without_self
 from litvision.support.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -58,35 +61,23 @@ class FolderDataModule(ImageDataModule):
         data_dir: str | None = None,
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
-        in_channels: int = 3,
-        image_size: int = 64,
-        resize: str = "crop",
+        in_channels: Annotated[int, OneOf(1, 3)] = 3,
+        image_size: Annotated[int, AtLeast(1)] = 64,
+        resize: Annotated[str, OneOf(*RESIZE_MODES)] = "crop",
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        on_bad_image: str = "skip",
+        on_bad_image: Annotated[str, OneOf("skip", "error")] = "skip",
         cache: bool = True,
-        decode_workers: int | None = None,
-        in_memory: str | bool = "auto",
+        decode_workers: Annotated[int, AtLeast(1)] | None = None,
+        in_memory: Annotated[str | bool, OneOf("auto", True, False)] = "auto",
         memory_budget: float = 0.5,
         **kwargs,
     ):
+        check_arguments(FolderDataModule.__init__, locals_without_self(locals()), "data", DataError)
         found = check_folder_options(
-            data_dir,
-            num_classes=num_classes,
-            class_names=class_names,
-            in_channels=in_channels,
-            image_size=image_size,
-            resize=resize,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            mean=mean,
-            std=std,
-            on_bad_image=on_bad_image,
-            decode_workers=decode_workers,
-            in_memory=in_memory,
-            memory_budget=memory_budget,
+            data_dir, num_classes, class_names, val_fraction, test_fraction, mean, std, memory_budget
         )
         self.native_shape = (in_channels, image_size)  # what read_image produces
         self.given_stats = mean is not None and std is not None
