@@ -264,3 +264,20 @@ def test_k_fold_replaces_the_validation_carve_out_on_both_loader_paths(tiny_data
         loader.setup("fit")
         assert torch.equal(torch.cat([images for images, _ in loader.val_dataloader()]), val[0])
     assert not (folds[0] & folds[1]) and not (folds[1] & folds[2]) and not (folds[0] & folds[2])
+
+
+def test_every_built_in_data_module_follows_the_documented_contract(tiny_data_dir, image_folder):
+    """src/litvision/data/contract.py: what dashboards, reports, eval and predict read from a data module."""
+    from litvision.data import CIFAR10DataModule, FolderDataModule, MNISTDataModule
+    from litvision.data.contract import ImageData
+
+    names = [str(label) for label in range(10)]
+    modules = [
+        MNISTDataModule(data_dir=str(tiny_data_dir), class_names=names, mean=[0.1], std=[0.3]),
+        CIFAR10DataModule(data_dir=str(tiny_data_dir), class_names=names, mean=[0.5] * 3, std=[0.2] * 3),
+        FolderDataModule(data_dir=str(image_folder), image_size=16),
+    ]
+    for module in modules:
+        assert isinstance(module, ImageData), type(module).__name__
+        assert len(module.class_names) == module.num_classes and module.mean.numel() == module.in_channels
+    assert not isinstance(object(), ImageData)
