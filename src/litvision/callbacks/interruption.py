@@ -36,27 +36,16 @@ from hydra.core.hydra_config import HydraConfig
 from lightning import Callback
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from litvision.support.records import PRUNING_OVERRIDE, write_status
 from litvision.support.runtime import in_multirun
-from litvision.support.stops import RunInterrupted, Stopped
+from litvision.support.stops import RunInterrupted, Stopped, record_stop, signal_of
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"
 EVAL_COMMAND = "python scripts/eval.py"  # tests a checkpoint: what a run stopped while testing has left to do
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _signal_of(error: BaseException) -> int | None:
-    if isinstance(error, RunInterrupted):
-        return error.signum
-    if isinstance(error, SIGTERMException):
-        return signal.SIGTERM
-    if isinstance(error, KeyboardInterrupt):
-        return signal.SIGINT
-    return None
 
 
 class Interruption(Callback):
@@ -80,6 +69,9 @@ class Interruption(Callback):
         self._requested: int | None = None
         self._previous: dict[int, Any] = {}
         self._training = False  # from on_train_start of this fit on: there is a training state to save
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        record_stop(None)  # a stop of an earlier run in this process (a sweep's job) is not this run's
 
     # -- signals ---------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
@@ -125,7 +117,7 @@ class Interruption(Callback):
     # -- stopping --------------------------------------------------------------------------------
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._restore_handlers()
-        signum = _signal_of(exception)
+        signum = signal_of(exception)
         if signum is None:
             return
         ckpt_path, command = None, None
@@ -144,7 +136,7 @@ class Interruption(Callback):
             ckpt_path = str(Path(tested).resolve()) if tested else None
             command = f"{EVAL_COMMAND} {shlex.quote(f'ckpt_path={ckpt_path}')}" if ckpt_path else None
         stopped = Stopped(int(signum), ckpt_path, command)
-        exception.litvision_stopped = stopped
+        record_stop(stopped)  # for the exit code (support/stops.py), on every rank
         if not trainer.is_global_zero:
             return
         write_status(

@@ -27,7 +27,7 @@ from omegaconf.errors import (
 
 from litvision.support.errors import LitvisionError, SweepFailed, first_line
 from litvision.support.runtime import in_multirun
-from litvision.support.stops import find_stop
+from litvision.support.stops import take_stop
 
 
 def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
@@ -48,7 +48,7 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float | Non
         sys.exit(2)
     except (KeyboardInterrupt, SystemExit, Exception) as err:
         # Imported here, where the task has loaded Lightning: the scripts' config errors answer without it.
-        stopped = find_stop(err)
+        stopped = take_stop(err)
         if stopped is not None:
             sys.exit(stopped.exit_code)
         # Outside training (a folder still decoding, a conversion): nothing was saved, nothing to resume.

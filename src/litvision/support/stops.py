@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
 from litvision.support.errors import error_chain
 
 
@@ -29,7 +31,30 @@ class RunInterrupted(Exception):
         self.signum = signum
 
 
-def find_stop(error: BaseException | None) -> Stopped | None:
-    """The :class:`Stopped` record :class:`Interruption` attached to ``error`` or to an error it came from."""
-    found = (getattr(link, "litvision_stopped", None) for link in error_chain(error))
-    return next((stopped for stopped in found if isinstance(stopped, Stopped)), None)
+def signal_of(error: BaseException) -> int | None:
+    """The signal ``error`` stands for: our RunInterrupted, Lightning's SIGTERMException, Ctrl-C's KeyboardInterrupt."""
+    if isinstance(error, RunInterrupted):
+        return error.signum
+    if isinstance(error, SIGTERMException):
+        return signal.SIGTERM
+    if isinstance(error, KeyboardInterrupt):
+        return signal.SIGINT
+    return None
+
+
+# The stop the interruption callback recorded, handed to the exit code by value (the callback sees the
+# exception inside Lightning; the scripts' run_task sees what Lightning raises after its teardown).
+_recorded: Stopped | None = None
+
+
+def record_stop(stopped: Stopped | None) -> None:
+    global _recorded
+    _recorded = stopped
+
+
+def take_stop(error: BaseException | None) -> Stopped | None:
+    """The recorded stop, once, if ``error`` (or an error it came from) is the signal's; else None."""
+    global _recorded
+    stopped, _recorded = _recorded, None
+    signalled = any(signal_of(link) is not None for link in error_chain(error))
+    return stopped if signalled else None
