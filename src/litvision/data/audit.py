@@ -144,27 +144,28 @@ def _pairs(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{key.replace('~', '/')} {value}" for key, value in counts.items()) or "none"
 
 
-def run(datamodule, names: Mapping[str, Sequence[str]] | None = None) -> AuditResult | None:
-    """The data modules' hook, called once their splits exist: audit (``audit``), drop (``drop_duplicates``).
-
-    Stores the result as ``datamodule.audit_result`` (the run report shows it) and, for
-    ``drop_duplicates=test``, replaces the test split by its images not found in train or val.
-    """
-    splits = datamodule.splits
-    if not (datamodule.audit or datamodule.drop_duplicates == "test"):
-        return None
+def run(
+    splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    class_names: Sequence[str],
+    audit_splits: bool,
+    drop_duplicates: str,
+    names: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[AuditResult | None, torch.Tensor | None]:
+    """The audit of a data module's splits (``audit``) and, for ``drop_duplicates=test``, which test images
+    to keep (those not found in train or val): (result or None, the test split's keep mask or None).
+    The module applies the mask to its own split."""
+    if not (audit_splits or drop_duplicates == "test"):
+        return None, None
     if not splits:  # loader=dataloader decodes per batch: there is nothing in memory to hash
         log.info("data audit skipped: loader=dataloader holds no decoded splits in memory")
-        return None
+        return None, None
     digests = {split: image_digests(images) for split, (images, _) in splits.items()}
-    result = audit(splits, datamodule.class_names, names, digests)
-    if datamodule.drop_duplicates == "test" and "test" in splits:
+    result = audit(splits, class_names, names, digests)
+    keep = None
+    if drop_duplicates == "test" and "test" in splits:
         keep = ~seen_before_test(digests)
         result.dropped = int((~keep).sum())
-        if result.dropped:
-            images, labels = splits["test"]
-            splits["test"] = (images[keep], labels[keep])
-            result.class_counts["test"] = torch.bincount(labels[keep], minlength=len(result.class_names)).tolist()
+        labels = splits["test"][1]
+        result.class_counts["test"] = torch.bincount(labels[keep], minlength=len(result.class_names)).tolist()
     log_result(result)
-    datamodule.audit_result = result
-    return result
+    return result, keep

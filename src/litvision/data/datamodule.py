@@ -168,7 +168,15 @@ class ImageDataModule(LightningDataModule):
         self.splits["train"] = (images[train_idx], labels[train_idx])
         self.splits["val"] = (images[val_idx], labels[val_idx])
         self.splits["test"] = load_split(self.dataset_files, self.data_dir, train=False, **checks)
-        data_audit.run(self)  # class counts, duplicates across splits; drop_duplicates=test
+        self.audit_splits()
+
+    def audit_splits(self, names: dict[str, list[str]] | None = None) -> None:
+        """Class counts and duplicates across splits (``audit``, shown in the report as ``audit_result``);
+        with ``drop_duplicates=test``, the test images also in train or val leave the test split."""
+        self.audit_result, keep = data_audit.run(self.splits, self.class_names, self.audit, self.drop_duplicates, names)
+        if keep is not None and not keep.all():
+            images, labels = self.splits["test"]
+            self.splits["test"] = (images[keep], labels[keep])
 
     def split_indices(self, size: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(train, val) indices into the official training split, fixed by ``split_seed``.

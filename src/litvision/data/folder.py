@@ -19,7 +19,6 @@ from typing import Annotated
 import torch
 from torch.utils.data import DataLoader
 
-import litvision.data.audit as data_audit
 from litvision.data.datamodule import ImageDataModule
 from litvision.data.folder_cache import FolderCache
 from litvision.data.folder_files import (
@@ -151,7 +150,7 @@ class FolderDataModule(ImageDataModule):
             names[split] = [str(self.files.paths[i]) for i in rows.tolist()]
         if not len(self.splits["train"][0]):
             raise DataError(f"{self.data_dir}: none of the training files is a readable image")
-        data_audit.run(self, names)  # class counts, duplicates across splits; drop_duplicates=test
+        self.audit_splits(names)
         if not self.given_stats:
             self._set_stats(per_channel_stats(self.splits["train"][0]))
 
