@@ -163,8 +163,9 @@ def test_a_malformed_checkpoint_config_is_one_line(key, value, message, saved, t
 
 
 def test_a_saved_init_from_path_is_never_opened(saved, tmp_path, images):
-    """Evaluation and prediction rebuild the model with the checkpoint's own weights, not a saved path's."""
-    ckpt = hostile(saved, tmp_path, init_from=str(tmp_path / "missing.ckpt"))
+    """Evaluation and prediction rebuild the model with the checkpoint's own weights, not a saved path's (and
+    without the fine-tuning options, which only training reads)."""
+    ckpt = hostile(saved, tmp_path, init_from=str(tmp_path / "missing.ckpt"), backbone_lr_scale=0.1)
     result = run_loader("predict.py", ckpt, tmp_path, images)
     assert result.returncode == 0, result.stderr[-2000:]
 

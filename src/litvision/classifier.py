@@ -31,15 +31,16 @@ def mirror_mean(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.T
 def from_saved_config(model_config: Mapping) -> ImageClassifier:
     """The ImageClassifier a checkpoint's saved model config describes, for evaluation and prediction.
 
-    Unknown keys are one error; ``init_from`` and ``freeze_epochs`` are dropped (the checkpoint's own
-    weights follow, and a saved path to other weights is never opened).
+    Unknown keys are one error; ``init_from``, ``freeze_epochs`` and ``backbone_lr_scale`` are dropped (the
+    checkpoint's own weights follow, and a saved path to other weights is never opened).
     """
     accepted = set(inspect.signature(ImageClassifier.__init__).parameters) - {"self"}
     unknown = sorted(set(model_config) - accepted)
     if unknown:
         raise LitvisionError(f"the checkpoint's model config has keys ImageClassifier does not take: {unknown[:5]}")
     with checkpoint_weights_follow():  # a pretrained backbone's file is not needed: the checkpoint's weights follow
-        return ImageClassifier(**{**model_config, "init_from": None, "freeze_epochs": 0})
+        # The fine-tuning options are training's: the saved weights already hold their outcome.
+        return ImageClassifier(**{**model_config, "init_from": None, "freeze_epochs": 0, "backbone_lr_scale": 1.0})
 
 
 class ImageClassifier(LightningModule):

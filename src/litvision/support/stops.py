@@ -5,8 +5,6 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
 from litvision.support.errors import error_chain
 
 
@@ -33,6 +31,9 @@ class RunInterrupted(Exception):
 
 def signal_of(error: BaseException) -> int | None:
     """The signal ``error`` stands for: our RunInterrupted, Lightning's SIGTERMException, Ctrl-C's KeyboardInterrupt."""
+    # Imported here: the scripts import this module, and --cfg/--help answer without loading Lightning.
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     if isinstance(error, RunInterrupted):
         return error.signum
     if isinstance(error, SIGTERMException):
