@@ -9,6 +9,7 @@ import os
 import runpy
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,18 @@ def run_script(
     return result
 
 
+# Where a run writes is named by one of these; a test that names none gets a temporary run dir, so that no
+# test writes into the checkout's logs/.
+_OUTPUT_KEYS = ("hydra.run.dir=", "hydra.sweep.dir=", "paths.root_dir=", "paths.log_dir=", "paths.output_dir=")
+
+
+def _outside_the_checkout(script: str, args: tuple[str, ...]) -> list[str]:
+    hydra_script = "@hydra.main" in (ROOT / "scripts" / script).read_text()  # not summarize.py, report.py, plot.py
+    if not hydra_script or any(arg.startswith(_OUTPUT_KEYS) for arg in args) or {"-m", "--multirun"} & set(args):
+        return []
+    return [f"hydra.run.dir={tempfile.mkdtemp(prefix='litvision-run-')}"]
+
+
 def run_main(script: str, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run scripts/<script> in this process, as ``python scripts/<script> args...`` would, capturing its output.
 
@@ -122,7 +135,7 @@ def run_main(script: str, *args: str, check: bool = True, cwd: Path | None = Non
     subprocesses for what only a real process shows: signals, DDP workers, a kill, imports.
     """
     GlobalHydra.instance().clear()
-    argv, sys.argv = sys.argv, [str(ROOT / "scripts" / script), *args]
+    argv, sys.argv = sys.argv, [str(ROOT / "scripts" / script), *args, *_outside_the_checkout(script, args)]
     out, err = io.StringIO(), io.StringIO()
     status, previous_cwd = 0, Path.cwd()
     try:
