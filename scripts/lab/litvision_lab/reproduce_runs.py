@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from litvision.support.records import METRICS_FILE, read_json, write_json
+from litvision.support.atomic import write_json
+from litvision.support.records import METRICS_FILE, read_json
 from litvision_lab.paths import CONF_DIR, ROOT
 
 RECORD_FILE = "reproduce.json"  # per run dir: the command, its exit status and wall time

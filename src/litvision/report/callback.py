@@ -34,9 +34,9 @@ from litvision.callbacks.dashboard import class_names, displayable, output_dir, 
 from litvision.callbacks.figures import LearningCurves
 from litvision.models.profile import format_summary, profile, totals
 from litvision.report.run_page import DATA_FILE, PREDICTIONS_FILE, REPORT_FILE, write_run_page
-from litvision.support.atomic import atomic_open
+from litvision.support.atomic import atomic_open, write_json
 from litvision.support.provenance import PROVENANCE_FILE, as_text
-from litvision.support.records import read_json, write_json
+from litvision.support.records import read_json
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from litvision.support import atomic
+from litvision.support.atomic import write_json
 from litvision.support.precision import CPUINFO
-from litvision.support.records import read_json, write_json
+from litvision.support.records import read_json
 
 PROVENANCE_FILE = "provenance.json"
 PATCH_FILE = "code.patch"

@@ -22,10 +22,6 @@ STATUS_FILE = "status.json"
 OK, FAILED, PRUNED, INCOMPLETE = "ok", "failed", "pruned", "incomplete"
 
 
-def write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    atomic.write_json(path, payload)
-
-
 def read_json(path: Path) -> dict[str, Any]:
     """The file's object, or {} when it is missing or unreadable (a run killed before writing it)."""
     try:
@@ -90,7 +86,7 @@ def write_metrics(run_dir: str | Path, metrics: Mapping[str, float], epochs: int
     """``<run dir>/metrics.json``: every scalar the task logged, the number of epochs trained, and ``extra``
     (train.py adds the run's seed, so a run whose seed was drawn can be repeated)."""
     finite = {name: float(value) for name, value in metrics.items() if math.isfinite(float(value))}
-    write_json(Path(run_dir) / METRICS_FILE, {"metrics": finite, "epochs": int(epochs), **extra})
+    atomic.write_json(Path(run_dir) / METRICS_FILE, {"metrics": finite, "epochs": int(epochs), **extra})
 
 
 def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -99,7 +95,7 @@ def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def write_status(run_dir: str | Path, status: str, **details: Any) -> None:
-    write_json(Path(run_dir) / STATUS_FILE, {"status": status, **details})
+    atomic.write_json(Path(run_dir) / STATUS_FILE, {"status": status, **details})
 
 
 def is_pruned(error: BaseException | None) -> bool:
