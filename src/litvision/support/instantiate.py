@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from litvision.support.file_config import build_literal
+from litvision.support.options import check_trainer_options
 
 
 def build(config: DictConfig | Mapping, what: str, **kwargs: Any) -> Any:
@@ -59,8 +60,6 @@ def plain(config: DictConfig | Mapping) -> dict:
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> Any:
     """A task's Trainer from ``cfg.trainer`` (its precision already resolved), with the task's callbacks and
     loggers; the Trainer options Lightning accepts and then misreads are checked first (one line)."""
-    from litvision.support.options import check_trainer_options
-
     check_trainer_options(cfg.trainer)
     callbacks = build_callbacks(cfg)
     loggers = build_each(cfg.get("logger"), "logger")
